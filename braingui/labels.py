@@ -1,0 +1,136 @@
+"""Tumour label conventions, the ET / TC / WT regions and their volumes.
+
+Conventions (value -> meaning):
+
+* ``brats`` (BraTS 2017-2022): 1 necrotic / non-enhancing core, 2 edema, 4 enhancing tumour;
+* ``brats2023`` (BraTS 2023+): 1 necrotic core, 2 edema, 3 enhancing tumour;
+* ``msd`` (Medical Segmentation Decathlon Task01): 1 edema, 2 non-enhancing tumour, 3 enhancing tumour.
+
+Inside the app every label map is held in the ``brats`` convention (uint8, values 0/1/2/4); regions are
+ET = {4}, TC = {1, 4}, WT = {1, 2, 4}. MONAI's ``ConvertToMultiChannelBasedOnBratsClasses`` is wrong for
+MSD labels, hence this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BRATS, BRATS2023, MSD = "brats", "brats2023", "msd"
+CONVENTIONS: dict[str, dict[int, str]] = {
+    BRATS: {1: "core", 2: "edema", 4: "enhancing"},
+    BRATS2023: {1: "core", 2: "edema", 3: "enhancing"},
+    MSD: {1: "edema", 2: "core", 3: "enhancing"},
+}
+CONVENTION_TITLES = {BRATS: "BraTS 2017-2022 (1/2/4)", BRATS2023: "BraTS 2023+ (1/2/3)", MSD: "MSD Task01 (1 edema, 2 non-enhancing, 3 enhancing)"}
+
+# The internal (BraTS) value of each tissue class.
+CORE, EDEMA, ENHANCING = 1, 2, 4
+_INTERNAL = {"core": CORE, "edema": EDEMA, "enhancing": ENHANCING}
+
+LABEL_NAMES: dict[int, str] = {
+    CORE: "necrotic / non-enhancing core",
+    EDEMA: "edema",
+    ENHANCING: "enhancing tumour",
+}
+# The paper's figure colours (RGB 0-255): edema red, non-enhancing green, enhancing blue.
+LABEL_COLOURS: dict[int, tuple[int, int, int]] = {
+    EDEMA: (230, 40, 40),
+    CORE: (40, 200, 60),
+    ENHANCING: (50, 90, 255),
+}
+
+REGIONS: tuple[str, ...] = ("ET", "TC", "WT")
+REGION_TITLES = {"ET": "enhancing tumour", "TC": "tumour core", "WT": "whole tumour"}
+
+
+def detect_convention(values: set[int], hint: str | None = None, counts: dict[int, int] | None = None) -> tuple[str, str | None]:
+    """Decide which convention a label map uses.
+
+    Args:
+        values: the distinct non-zero values of the map.
+        hint: the convention implied by where the map came from (MSD layout, BraTS 2023 names), if any.
+        counts: voxels per value; with values {1, 2, 3} and no hint the largest region is taken as edema
+            (2 in BraTS 2023, 1 in MSD).
+
+    Returns:
+        ``(convention, note)``; ``note`` explains a guess or is ``None``.
+    """
+    if hint in CONVENTIONS:
+        return hint, None
+    if 4 in values:
+        return BRATS, None
+    if 3 in values:
+        if counts and counts.get(1, 0) > counts.get(2, 0):
+            return MSD, "labels 1/2/3 with 1 the largest region: read as MSD (1 edema, 2 non-enhancing, 3 enhancing)"
+        return BRATS2023, "labels 1/2/3: read as BraTS 2023 (1 core, 2 edema, 3 enhancing)"
+    return BRATS, None
+
+
+def value_counts(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of an integer label map and their voxel counts (``np.unique`` semantics)."""
+    lo, hi = int(raw.min(initial=0)), int(raw.max(initial=0))
+    if lo >= 0 and hi < 1 << 16:
+        counts = np.bincount(raw.ravel(), minlength=hi + 1)
+        values = np.flatnonzero(counts)
+        return values, counts[values]
+    return np.unique(raw, return_counts=True)
+
+
+def to_internal(raw: np.ndarray, convention: str) -> tuple[np.ndarray, list[int]]:
+    """Map a label map in ``convention`` to the internal BraTS values.
+
+    Args:
+        raw: integer label map, any shape.
+        convention: one of ``CONVENTIONS``.
+
+    Returns:
+        ``(labels, unknown)``: uint8 map with values 0/1/2/4 and the sorted values that the convention
+        does not know (set to 0).
+    """
+    table = CONVENTIONS[convention]
+    values, _ = value_counts(raw)
+    lut_max = int(max(values.max(initial=0), max(table)))
+    lut = np.zeros(lut_max + 1, dtype=np.uint8)
+    for value, name in table.items():
+        lut[value] = _INTERNAL[name]
+    unknown = [int(v) for v in values if v != 0 and (v < 0 or int(v) not in table)]
+    safe = np.where((raw >= 0) & (raw <= lut_max), raw, 0).astype(np.intp)
+    return lut[safe], unknown
+
+
+def regions(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """ET / TC / WT boolean masks of an internal (BraTS 1/2/4) label map."""
+    et = labels == ENHANCING
+    tc = et | (labels == CORE)
+    wt = tc | (labels == EDEMA)
+    return {"ET": et, "TC": tc, "WT": wt}
+
+
+def region_volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
+    """Volumes in millilitres of ET, TC and WT of an internal label map.
+
+    Args:
+        labels: internal (BraTS 1/2/4) label map.
+        voxel_ml: volume of one voxel in mL (``Grid.voxel_ml``).
+    """
+    counts = np.bincount(labels.ravel(), minlength=5)
+    et, core, edema = int(counts[ENHANCING]), int(counts[CORE]), int(counts[EDEMA])
+    return {"ET": et * voxel_ml, "TC": (et + core) * voxel_ml, "WT": (et + core + edema) * voxel_ml}
+
+
+def from_region_channels(channels: np.ndarray, order: tuple[str, ...] = ("TC", "WT", "ET")) -> np.ndarray:
+    """Internal label map from binary region channels (nested: ET within TC within WT).
+
+    Args:
+        channels: bool or {0,1} array ``(3, X, Y, Z)`` holding the regions named in ``order``.
+        order: the region each channel holds.
+
+    Returns:
+        uint8 label map: 4 where ET, else 1 where TC, else 2 where WT, else 0.
+    """
+    ch = {name: np.asarray(channels[i]).astype(bool) for i, name in enumerate(order)}
+    out = np.zeros(channels.shape[1:], dtype=np.uint8)
+    out[ch["WT"]] = EDEMA
+    out[ch["TC"]] = CORE
+    out[ch["ET"]] = ENHANCING
+    return out
