@@ -45,8 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
                    "$BRAINGUI_MODELS, the user data folder, the bundled models)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--all-cams", action="store_true", help="Grad-CAM for every class, not only the predicted one")
+    _add_gui_options(p)
     _add_case_options(p)
+    _add_selftest_options(p)
     return p
+
+
+def _add_selftest_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("self-test (of this installation, source or frozen)")
+    group.add_argument("--selftest", action="store_true",
+                       help="import everything, check the model bundles, analyse the synthetic demo case headless "
+                            "and in the window (saved as a PNG), print a JSON report; exit 0 only if all passed")
+    group.add_argument("--selftest-out", metavar="DIR",
+                       help="where the self-test writes the demo case, results and PNG (default: a temporary "
+                            "folder, removed when every check passed)")
+
+
+def run_selftest_from_args(args: argparse.Namespace) -> int:
+    """``--selftest``: see :mod:`braingui.selftest` (honours ``--models`` and ``--device``)."""
+    from braingui.selftest import run_selftest
+
+    return run_selftest(args.models, args.selftest_out, args.device)
+
+
+def _add_gui_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--screenshot", metavar="FILE.png",
+                        help="open the case in the app, run the analysis, save the window as this PNG and exit "
+                             "(works without a screen: QT_QPA_PLATFORM=offscreen)")
+    parser.add_argument("--plane", choices=("axial", "coronal", "sagittal"), default="axial",
+                        help="plane shown first (default: axial)")
 
 
 def build_check_parser() -> argparse.ArgumentParser:
@@ -93,6 +120,8 @@ def cmd_demo_case(argv: list[str]) -> int:
 
 def cmd_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.selftest:
+        return run_selftest_from_args(args)
     if args.no_gui:
         return run_headless(args)  # finds the model bundles before it makes the demo case
     if args.demo:
@@ -100,8 +129,7 @@ def cmd_main(argv: list[str]) -> int:
 
         args.case = str(demo_case_folder())
     if not args.case and not _explicit(args):
-        build_parser().print_help()
-        return EXIT_USAGE
+        return run_gui_from_args(args)  # the app with no case open
     return run_case(args)
 
 
@@ -109,14 +137,16 @@ def run_case(args: argparse.Namespace) -> int:
     """Open a case: the GUI, or the headless pipeline with ``--no-gui``."""
     if args.no_gui:
         return run_headless(args)
-    from braingui.case import load_case
-    from braingui.report import case_summary, format_summary
+    return run_gui_from_args(args)
 
-    case = load_case(args.case, _explicit(args), args.label_convention)
-    print("braingui: GUI not built yet; showing the pre-flight report (use --no-gui --out DIR to analyse)",
-          file=sys.stderr)
-    print(format_summary(case_summary(case)))
-    return EXIT_OK
+
+def run_gui_from_args(args: argparse.Namespace) -> int:
+    """The GUI branch: start the desktop app (torch loads in the analysis thread, not here)."""
+    from braingui.ui.app import run_gui
+
+    options = {"models_dir": args.models, "device": args.device, "all_cams": args.all_cams}
+    return run_gui(args.case, _explicit(args) or None, args.label_convention, screenshot=args.screenshot,
+                   analysis_options=options, plane=args.plane)
 
 
 class _ProgressBar:

@@ -135,6 +135,20 @@ def read_array(img: nib.Nifti1Image, path: str | os.PathLike) -> np.ndarray:
         raise CaseError(f"unreadable: the image data is truncated or corrupt ({_short(exc)})", path) from exc
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+
+
+def _default_mode() -> int:
+    """The permission bits a plain ``open()`` would give a new file (0666 minus the umask)."""
+    return 0o666 & ~_UMASK
+
+
 def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Write ``img`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -148,6 +162,7 @@ def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         nib.save(img, tmp)
+        os.chmod(tmp, _default_mode())  # mkstemp makes 0600; exports should be readable like any file
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -166,6 +181,7 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
