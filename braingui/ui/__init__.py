@@ -1,0 +1,25 @@
+"""The desktop app (PySide6 + pyqtgraph): four linked panes, controls, results and one worker thread.
+
+Data flows one way, as in FSLeyes: case and result -> :class:`display_context.DisplayContext` (the
+display options every view shares) -> the views. Modules:
+
+* :mod:`display` - the one display transform (RAS+ volume -> screen slice, sides, pixel <-> voxel);
+* :mod:`colormaps` - heat-map colormaps, label colours and outlines as RGBA;
+* :mod:`display_context` - the shared state and its ``changed`` signal;
+* :mod:`slice_view` - one pane; :mod:`pane_grid` - the four linked panes of the paper's Fig. 1;
+* :mod:`legend` - the Grad-CAM colour bar and the label key;
+* :mod:`controls` - depth slider, plane switch, look controls; :mod:`readout` - cursor read-out;
+* :mod:`results_panel` - prediction, probabilities, volumes, model cards, device, timings;
+* :mod:`worker` - the QObject worker in a QThread; :mod:`jobs` - the load and analysis jobs;
+* :mod:`exporter` - NIfTI / PNG / JSON export; :mod:`settings` - settings and recent cases;
+* :mod:`surface_view` - the optional 3D tumour view (vtk; only with a real screen);
+* :mod:`actions` - menus and keys; :mod:`main_window` - the window; :mod:`app` - start-up, screenshots;
+* :mod:`refcount_guard` - a work-around for a PySide6 6.12 reference-count bug (imported first).
+
+Nothing here is imported by the core or by :mod:`braingui.inference`; torch is imported only inside
+the analysis worker thread.
+"""
+
+from braingui.ui import refcount_guard as _refcount_guard
+
+_refcount_guard.install()  # PySide6 6.12 + CPython 3.11 refcount bug; see that module

@@ -1,0 +1,144 @@
+"""Starting the desktop app: the QApplication, its look, the main window, and ``--screenshot`` runs.
+
+Start-up stays fast: torch and the inference stack are imported only inside the analysis worker
+thread (see :mod:`braingui.ui.jobs`), never here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+SCREENSHOT_SIZE = (1600, 1000)
+SCREENSHOT_TIMEOUT_S = float(os.environ.get("BRAINGUI_SCREENSHOT_TIMEOUT", "1800"))
+
+
+def create_app():
+    """The ``QApplication`` (created once), with the Fusion style and a dark palette for images."""
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "braingui"])
+        app.setApplicationName("braingui")
+        app.setStyle("Fusion")
+        pal = QPalette()
+        dark, base, text = QColor(45, 45, 48), QColor(30, 30, 32), QColor(225, 225, 225)
+        for role, colour in ((QPalette.ColorRole.Window, dark), (QPalette.ColorRole.WindowText, text),
+                             (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, dark),
+                             (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, dark),
+                             (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, base),
+                             (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Highlight, QColor(58, 123, 213)),
+                             (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))):
+            pal.setColor(role, colour)
+        pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 120))
+        pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText, QColor(120, 120, 120))
+        pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 120))
+        app.setPalette(pal)
+    return app
+
+
+def check_display(screenshot: bool) -> None:
+    """Refuse, with one line, to open a window where there is no screen (Linux without DISPLAY).
+
+    A ``--screenshot`` run needs no screen: it switches Qt to its offscreen platform instead.
+
+    Raises:
+        BrainguiError: no display and no screenshot.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if screenshot:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        return
+    from braingui.errors import BrainguiError
+
+    raise BrainguiError("no display to open the window on (DISPLAY is not set); analyse headless with "
+                        "--no-gui --out DIR, or save a picture with --screenshot FILE.png")
+
+
+def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None, label_convention: str | None = None,
+            screenshot: str | os.PathLike | None = None, analysis_options: dict | None = None,
+            plane: str = "axial") -> int:
+    """Run the app until the window closes; returns the exit status.
+
+    Args:
+        case: a case folder (or MSD 4D image) to open at once.
+        explicit: modality -> file overrides.
+        label_convention: force the label convention of the case's label map.
+        screenshot: open the case, run the analysis, save the window as this PNG and exit (0 on success,
+            1 when loading or the analysis failed; the PNG is written in both cases).
+        analysis_options: keyword arguments for the inference pipeline (model bundles, device).
+        plane: the plane shown first. A screenshot shows the slice of that plane with the largest tumour
+            area (the model's segmentation, else the case's labels).
+    """
+    check_display(screenshot is not None)
+    from PySide6.QtCore import QTimer
+
+    from braingui.ui.main_window import MainWindow
+    from braingui.ui.settings import Settings
+
+    app = create_app()
+    settings = Settings.load()
+    if screenshot is not None:
+        settings.read_only = True  # a documentation run leaves the user's settings alone
+        settings.auto_analyse = True
+    win = MainWindow(settings, analysis_options=analysis_options, interactive=screenshot is None)
+    win.ctx.set_plane(plane)
+    status = {"code": 0}
+    if screenshot is not None:
+        win.resize(*SCREENSHOT_SIZE)
+        target = Path(screenshot)
+
+        def finish(code: int) -> None:
+            status["code"] = code
+            win.jump_to_tumour()
+            app.processEvents()
+            try:
+                win.save_screenshot(target)
+                print(f"braingui: wrote {target}", file=sys.stderr)
+            except OSError as exc:
+                print(f"braingui: error: could not write {target}: {exc}", file=sys.stderr)
+                status["code"] = 1
+            win.close()
+            app.exit(status["code"])
+
+        def on_failed(message: str) -> None:
+            print(f"braingui: error: {message}", file=sys.stderr)
+            QTimer.singleShot(300, lambda: finish(1))
+
+        win.analysis_done.connect(lambda _r: QTimer.singleShot(300, lambda: finish(0)))
+        win.job_failed.connect(on_failed)
+        if case is None and not explicit:
+            QTimer.singleShot(300, lambda: finish(0))
+
+        def on_timeout() -> None:
+            print(f"braingui: error: no result after {SCREENSHOT_TIMEOUT_S:.0f} s", file=sys.stderr)
+            finish(1)
+
+        QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000), on_timeout)
+    win.show()
+    if case is not None or explicit:
+        win.open_case(case, explicit, label_convention)
+    code = app.exec()
+    return status["code"] if screenshot is not None else int(code)
+
+
+def time_to_window() -> float:
+    """Seconds from process start (as seen by ``time.perf_counter`` at import) to a shown window; for the bench."""
+    t0 = time.perf_counter()
+    app = create_app()
+    from braingui.ui.main_window import MainWindow
+    from braingui.ui.settings import Settings
+
+    win = MainWindow(Settings(read_only=True))
+    win.show()
+    app.processEvents()
+    dt = time.perf_counter() - t0
+    win.close()
+    return dt

@@ -1,0 +1,187 @@
+"""The four linked panes of the paper's Fig. 1: segmentation, Grad-CAM, original slice and overlay.
+
+All four show the same slice of the same plane of one :class:`DisplayContext`, share pan and zoom
+(pyqtgraph view links) and draw the crosshair at the context's cursor. Each slice is cut once per
+repaint and coloured by :mod:`braingui.ui.colormaps`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+from braingui.discovery import MODALITY_TITLES
+from braingui.ui import colormaps, display
+from braingui.ui.display_context import DisplayContext
+from braingui.ui.slice_view import SliceView
+
+PANES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("segmentation", "Segmentation", ("base", "fill")),
+    ("gradcam", "Grad-CAM", ("heat",)),
+    ("original", "Original", ("base",)),
+    ("overlay", "Overlay", ("base", "heat", "outline")),
+)
+"""``(key, title, layers)`` of each pane, in the paper's order."""
+
+
+class PaneGrid(QWidget):
+    """Four :class:`SliceView` panes in a 2x2 grid (or a row), bound to one display context.
+
+    Signals:
+        sigHover(object): the voxel ``(i, j, k)`` under the mouse, or ``None`` when off the volume.
+    """
+
+    sigHover = Signal(object)
+
+    def __init__(self, ctx: DisplayContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.views: dict[str, SliceView] = {}
+        self.auto_fit, self._fit_pending = True, False
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(3)
+        first = None
+        for key, title, layers in PANES:
+            view = SliceView(key, title, layers, self)
+            self.views[key] = view
+            if first is None:
+                first = view
+            else:
+                view.vb.setXLink(first.vb)
+                view.vb.setYLink(first.vb)
+            view.sigCursor.connect(self._on_cursor)
+            view.sigWheel.connect(self.ctx.step_slice)
+            view.sigWindowDrag.connect(self._on_window_drag)
+            view.sigHover.connect(self._on_hover)
+            view.sigResized.connect(self._on_resized)
+            view.vb.sigRangeChangedManually.connect(self._on_manual_zoom)
+        self.set_arrangement("grid")
+        ctx.changed.connect(self._on_changed)
+        self._on_changed(frozenset({"data", "plane", "cursor", "look"}))
+
+    def set_arrangement(self, arrangement: str) -> None:
+        """``grid`` (2x2) or ``row`` (1x4, as the paper's figure)."""
+        for n, (key, _, _) in enumerate(PANES):
+            self._grid.removeWidget(self.views[key])
+            r, c = (n // 2, n % 2) if arrangement == "grid" else (0, n)
+            self._grid.addWidget(self.views[key], r, c)
+
+    # ----- input
+    def _voxel_at(self, row: float, col: float):
+        shape = self.ctx.shape
+        if shape is None:
+            return None
+        r, c = int(np.floor(row)), int(np.floor(col))
+        rows, cols = display.slice_shape(shape, self.ctx.plane)
+        if not (0 <= r < rows and 0 <= c < cols):
+            return None
+        return display.pixel_to_voxel(r, c, self.ctx.slice_index, shape, self.ctx.plane, self.ctx.convention)
+
+    def _on_cursor(self, row: float, col: float) -> None:
+        shape = self.ctx.shape
+        if shape is None:
+            return
+        rows, cols = display.slice_shape(shape, self.ctx.plane)
+        r, c = int(np.clip(np.floor(row), 0, rows - 1)), int(np.clip(np.floor(col), 0, cols - 1))
+        self.ctx.set_cursor(display.pixel_to_voxel(r, c, self.ctx.slice_index, shape, self.ctx.plane, self.ctx.convention))
+
+    def _on_hover(self, row: float, col: float) -> None:
+        self.sigHover.emit(self._voxel_at(row, col))
+
+    def _on_window_drag(self, dx: float, dy: float) -> None:
+        """Right drag: horizontal changes the window width, vertical the level (drag down = darker)."""
+        if self.ctx.case is None:
+            return
+        lo, hi = self.ctx.window
+        d_lo, d_hi = self.ctx.default_window()
+        scale = (d_hi - d_lo) / 400.0
+        width = max((hi - lo) + dx * scale, scale)
+        level = (hi + lo) / 2.0 + dy * scale
+        self.ctx.set_window(level - width / 2.0, level + width / 2.0)
+
+    # ----- drawing
+    def _on_changed(self, what) -> None:
+        if "plane" in what or "data" in what:
+            self._update_geometry()
+        self.refresh()
+
+    def _update_geometry(self) -> None:
+        ctx = self.ctx
+        lay = display.layout(ctx.plane, ctx.convention)
+        if ctx.case is None:
+            for view in self.views.values():
+                view.set_geometry((0, 0), (1.0, 1.0), {s: "" for s in lay.sides})
+            return
+        shape2d = display.slice_shape(ctx.shape, ctx.plane)
+        pix = display.pixel_size(ctx.case.grid.spacing, ctx.plane)
+        for view in self.views.values():
+            view.set_geometry(shape2d, pix, lay.sides)
+        self.reset_zoom()
+
+    def reset_zoom(self) -> None:
+        """Fit the head (non-zero voxels) in the panes, and keep it fitted when they resize, until the
+        user pans or zooms; the others follow the first pane (linked)."""
+        self.auto_fit = True
+        self.views["segmentation"].reset_zoom(self.ctx.content_box())
+
+    def _on_manual_zoom(self, *_):
+        self.auto_fit = False
+
+    def _on_resized(self) -> None:
+        if self.auto_fit and not self._fit_pending:
+            self._fit_pending = True
+            QTimer.singleShot(0, self._refit)
+
+    def _refit(self) -> None:
+        self._fit_pending = False
+        if self.auto_fit:
+            self.reset_zoom()
+
+    def refresh(self) -> None:
+        """Redraw every pane from the context (one slider step = one call)."""
+        ctx = self.ctx
+        v = self.views
+        if ctx.case is None:
+            for key, view in v.items():
+                for layer in view.items:
+                    view.set_layer(layer, None)
+                view.set_label_text("info", "")
+                view.set_label_text("message", "Open a case: File \u25b8 Open folder, or drop a case folder here"
+                                    if key == "original" else "")
+            return
+        base = colormaps.grey_rgba(ctx.display_slice(ctx.image), *ctx.window)
+        labels = ctx.display_slice(ctx.labels)
+        heat = ctx.display_slice(ctx.heat, colormaps.heat_index)
+        heat_rgba = colormaps.heat_rgba(heat, ctx.colormap) if heat is not None else None
+        v["segmentation"].set_layer("base", base)
+        v["segmentation"].set_layer("fill", colormaps.label_rgba(labels) if labels is not None else None,
+                                    opacity=ctx.seg_opacity)
+        v["gradcam"].set_layer("heat", heat_rgba)
+        v["original"].set_layer("base", base)
+        v["overlay"].set_layer("base", base)
+        v["overlay"].set_layer("heat", heat_rgba, opacity=ctx.heat_opacity)
+        v["overlay"].set_layer("outline", colormaps.outline_rgba(labels) if labels is not None else None)
+        self._update_captions(labels is not None, heat is not None)
+        row, col = display.voxel_to_pixel(ctx.cursor, ctx.shape, ctx.plane, ctx.convention)
+        for view in v.values():
+            view.set_crosshair(row, col)
+
+    def _update_captions(self, has_labels: bool, has_heat: bool) -> None:
+        ctx = self.ctx
+        mod = MODALITY_TITLES.get(ctx.modality, ctx.modality)
+        where = f"{ctx.plane} {ctx.slice_index + 1}/{ctx.n_slices}"
+        cam = ""
+        if has_heat and ctx.result is not None:
+            cam = ctx.result.class_titles.get(ctx.cam_class, ctx.cam_class or "")
+        seg_title = "Segmentation" if ctx.labels is None or ctx.labels is not ctx.case.labels else "Reference labels"
+        titles = {"segmentation": seg_title, "gradcam": f"Grad-CAM: {cam}" if cam else "Grad-CAM",
+                  "original": f"Original: {mod}", "overlay": "Overlay"}
+        messages = {"segmentation": "" if has_labels else "no segmentation yet: run the analysis",
+                    "gradcam": "" if has_heat else "Grad-CAM appears after the analysis",
+                    "original": "", "overlay": ""}
+        for key, view in self.views.items():
+            view.set_label_text("title", titles[key])
+            view.set_label_text("info", where)
+            view.set_label_text("message", messages[key])

@@ -1,0 +1,178 @@
+"""The results panel: prediction, class probabilities, region volumes, models, device and timings.
+
+Honesty rules: the "not for clinical use" line is always there; results of research-demonstration
+models (``ModelInfo.demo``) carry a red warning; reference volumes from the case's own label file are
+shown beside the model's so the user can compare.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from braingui.labels import REGION_TITLES, REGIONS
+from braingui.results import AnalysisResult
+
+DEMO_WARNING = "Research demonstration models \u2014 not for clinical use"
+NOT_CLINICAL = "Research software \u2014 not for clinical use."
+
+
+def _label(text: str = "", wrap: bool = True) -> QLabel:
+    lab = QLabel(text)
+    lab.setWordWrap(wrap)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return lab
+
+
+def model_card_html(info) -> str:
+    """A short HTML summary of one model bundle's card."""
+    card = info.model_card or {}
+    rows = [f"<b>{html.escape(info.name)}</b> ({html.escape(info.task)})"]
+    if info.demo:
+        rows.append("<span style='color:#e05050'><b>demo model</b></span>")
+    for key in ("training_data", "metrics", "intended_use", "limitations"):
+        value = card.get(key)
+        if value:
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items())
+            rows.append(f"<i>{key.replace('_', ' ')}</i>: {html.escape(str(value))}")
+    rows.append(f"<span style='color:#888'>sha256 {html.escape(info.sha256[:12])}\u2026</span>")
+    return "<br>".join(rows)
+
+
+class ResultsPanel(QWidget):
+    """Shows one :class:`AnalysisResult` (and the case's reference volumes, when it has a label file)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(4, 4, 4, 4)
+        self.case_info = _label("")
+        self.case_info.setTextFormat(Qt.TextFormat.RichText)
+        col.addWidget(self.case_info)
+        self.demo_banner = _label(DEMO_WARNING)
+        self.demo_banner.setStyleSheet("background:#7a1010; color:white; font-weight:bold; padding:6px; border-radius:3px;")
+        self.demo_banner.setVisible(False)
+        col.addWidget(self.demo_banner)
+        self.prediction = _label("No analysis yet")
+        self.prediction.setStyleSheet("font-size: 16px; font-weight: bold;")
+        col.addWidget(self.prediction)
+        self.note = _label("")
+        self.note.setStyleSheet("color: #d0a040;")
+        self.note.setVisible(False)
+        col.addWidget(self.note)
+        self.prob_box = QGroupBox("Class probabilities")
+        self.prob_grid = QGridLayout(self.prob_box)
+        col.addWidget(self.prob_box)
+        self.prob_bars: dict[str, QProgressBar] = {}
+        vol_box = QGroupBox("Tumour volumes (mL)")
+        self.vol_grid = QGridLayout(vol_box)
+        col.addWidget(vol_box)
+        self.volume_labels: dict[tuple[str, str], QLabel] = {}
+        for c, head in enumerate(("", "model", "reference")):
+            self.vol_grid.addWidget(_label(f"<b>{head}</b>"), 0, c)
+        for r, region in enumerate(REGIONS, start=1):
+            name = _label(f"{region}")
+            name.setToolTip(REGION_TITLES[region])
+            self.vol_grid.addWidget(name, r, 0)
+            for c, source in enumerate(("model", "reference"), start=1):
+                lab = _label("\u2013")
+                lab.setAlignment(Qt.AlignmentFlag.AlignRight)
+                self.vol_grid.addWidget(lab, r, c)
+                self.volume_labels[(region, source)] = lab
+        self.models = _label("")
+        self.models.setTextFormat(Qt.TextFormat.RichText)
+        self.models_box = QGroupBox("Models")
+        QVBoxLayout(self.models_box).addWidget(self.models)
+        col.addWidget(self.models_box)
+        self.run_info = _label("")
+        col.addWidget(self.run_info)
+        self.warnings = _label("")
+        self.warnings.setStyleSheet("color: #d08020;")
+        col.addWidget(self.warnings)
+        note = _label(NOT_CLINICAL)
+        note.setStyleSheet("color: #999;")
+        col.addWidget(note)
+        col.addStretch(1)
+        self.show_result(None)
+
+    def show_case(self, case) -> None:
+        """One header line about the case: id, grid, voxel size, stored orientation; synthetic or not."""
+        if case is None:
+            self.case_info.setText("")
+            return
+        shape = "\u00d7".join(str(n) for n in case.grid.shape)
+        spacing = "\u00d7".join(f"{v:.3g}" for v in case.grid.spacing)
+        synthetic = "<br><span style='color:#d0a040'>synthetic phantom \u2014 not a patient</span>" if case.is_synthetic else ""
+        self.case_info.setText(f"<b>{html.escape(case.case_id)}</b><br><span style='color:#aaa'>{shape} voxels, "
+                               f"{spacing} mm, stored {''.join(case.grid.original_axcodes)}</span>{synthetic}")
+        self.case_info.setToolTip("\n".join(str(p) for p in case.files.all_files()))
+
+    def show_note(self, text: str) -> None:
+        """A line under the prediction (e.g. why the analysis did not start)."""
+        self.prediction.setText("No analysis yet")
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def show_reference_volumes(self, volumes: dict[str, float] | None) -> None:
+        """Volumes of the case's own label map (``None``: the case has none)."""
+        for region in REGIONS:
+            text = f"{volumes[region]:.1f}" if volumes else "\u2013"
+            self.volume_labels[(region, "reference")].setText(text)
+
+    def show_result(self, result: AnalysisResult | None, case_warnings: list[str] | None = None) -> None:
+        """Fill the panel from ``result`` (``None`` clears it)."""
+        for bar in self.prob_bars.values():
+            self.prob_grid.removeWidget(bar)
+            bar.deleteLater()
+        while self.prob_grid.count():
+            item = self.prob_grid.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        self.prob_bars = {}
+        warnings = list(case_warnings or [])
+        self.note.setVisible(False)
+        if result is None:
+            self.prediction.setText("No analysis yet")
+            self.demo_banner.setVisible(False)
+            self.prob_box.setVisible(False)
+            for region in REGIONS:
+                self.volume_labels[(region, "model")].setText("\u2013")
+            self.models.setText("")
+            self.models_box.setVisible(False)
+            self.run_info.setText("")
+            self.warnings.setText("<br>".join(html.escape(w) for w in warnings))
+            return
+        self.demo_banner.setVisible(result.demo_models)
+        pred = result.predicted_class
+        if pred is not None:
+            title = result.class_titles.get(pred, pred)
+            self.prediction.setText(f"{title.capitalize()} ({pred}) \u2014 {result.probabilities.get(pred, 0.0):.0%}")
+        else:
+            self.prediction.setText("Segmentation only (no classifier)")
+        self.prob_box.setVisible(bool(result.probabilities))
+        for r, code in enumerate(result.class_names or tuple(result.probabilities)):
+            p = float(result.probabilities.get(code, 0.0))
+            self.prob_grid.addWidget(_label(f"{result.class_titles.get(code, code)} ({code})", wrap=False), r, 0)
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setValue(round(p * 1000))
+            bar.setFormat(f"{p:.1%}")
+            bar.setTextVisible(True)
+            chunk = "#3a7bd5" if code == pred else "#5a6f8f"
+            bar.setStyleSheet("QProgressBar { text-align: center; border: 1px solid #555; border-radius: 2px; }"
+                              f"QProgressBar::chunk {{ background: {chunk}; }}")
+            self.prob_grid.addWidget(bar, r, 1)
+            self.prob_bars[code] = bar
+        for region in REGIONS:
+            v = result.volumes_ml.get(region)
+            self.volume_labels[(region, "model")].setText("\u2013" if v is None else f"{v:.1f}")
+        self.models.setText("<br><br>".join(model_card_html(m) for m in result.models) or "none")
+        self.models_box.setVisible(True)
+        timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items()) or "\u2013"
+        layer = f"<br>Grad-CAM layer: {html.escape(result.cam_layer)}" if result.cam_layer else ""
+        self.run_info.setText(f"Device: <b>{html.escape(result.device)}</b><br>Timings: {html.escape(timing)}{layer}")
+        warnings += [w for w in result.warnings if w not in warnings]
+        self.warnings.setText("<br>".join(html.escape(w) for w in warnings))
