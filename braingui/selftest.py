@@ -1,0 +1,289 @@
+"""``braingui --selftest``: check that this installation (source or frozen) works end to end.
+
+Checks, in order (each reports ``name``, ``ok``, ``seconds``, ``detail``):
+
+``imports``
+    every ``braingui`` module and every third-party module the app imports lazily (torch, MONAI,
+    medcam and its cv2 / matplotlib / pandas / scikit-image imports, Qt, pyqtgraph, the vtk modules
+    of the 3D view) - what a frozen build most often misses;
+``bundles``
+    the model bundles are found (``--models``, ``$BRAINGUI_MODELS``, user data folder, shipped
+    bundles), their weights match the manifests' sha256 and load into their networks;
+``demo case``
+    the synthetic demo case (:mod:`braingui.demo`) is written into the output folder;
+``pipeline``
+    the whole analysis (segmentation, classification, Grad-CAM) runs on it headless and its results
+    are exported (``results/``: the files of ``--no-gui --out``);
+``3d surface``
+    the 3D view's tumour meshes (vtk) of that segmentation, without a screen;
+``window``
+    the main window opens the case, runs the analysis in its worker thread and saves itself as a PNG
+    (the ``--screenshot`` path of :func:`braingui.ui.app.run_gui`; offscreen without a display);
+``3d view``
+    with a real screen only (e.g. under Xvfb), the vtk 3D window renders the meshes with OpenGL.
+
+The JSON report goes to stdout, one progress line per check to stderr; the exit status is 0 only when
+every check passed. This module imports neither torch nor Qt at import time (the checks do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+LAZY_IMPORTS = (
+    "numpy", "scipy.ndimage", "nibabel", "platformdirs",
+    "torch", "monai", "monai.networks.nets", "monai.data.utils", "medcam", "cv2",
+    "matplotlib.cm", "matplotlib.pyplot", "pandas", "skimage.filters",
+    "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtOpenGLWidgets", "pyqtgraph",
+    "vtkmodules.vtkCommonDataModel", "vtkmodules.vtkCommonMath", "vtkmodules.vtkCommonTransforms",
+    "vtkmodules.vtkFiltersCore", "vtkmodules.vtkFiltersGeneral", "vtkmodules.vtkRenderingCore",
+    "vtkmodules.vtkRenderingOpenGL2", "vtkmodules.vtkInteractionStyle", "vtkmodules.util.numpy_support",
+    "vtkmodules.qt.QVTKRenderWindowInteractor",
+)
+"""Third-party modules to import (``tests/test_packaging_spec.py`` checks that it covers braingui's imports)."""
+
+PNG_NAME = "selftest-window.png"
+
+
+def _braingui_modules() -> list[str]:
+    import pkgutil
+
+    import braingui
+
+    names = ["braingui"]
+    for info in pkgutil.walk_packages(braingui.__path__, "braingui."):
+        if info.name != "braingui.__main__":  # importing it runs the app
+            names.append(info.name)
+    return sorted(names)
+
+
+def check_imports(state: dict) -> dict:
+    import importlib
+
+    modules = _braingui_modules() + list(LAZY_IMPORTS)
+    failed = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - report every failure, not only the first
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    import numpy
+    import PySide6
+    import torch
+
+    detail = {"modules": len(modules), "braingui_modules": len(_braingui_modules()), "failed": failed,
+              "torch": torch.__version__, "cuda": bool(torch.cuda.is_available()), "numpy": numpy.__version__,
+              "PySide6": PySide6.__version__}
+    if failed:
+        raise SelftestFailure(f"{len(failed)} module(s) failed to import: {', '.join(sorted(failed))}", detail)
+    return detail
+
+
+def check_bundles(state: dict) -> dict:
+    from braingui.inference.bundle import load_network, sha256_file
+    from braingui.inference.locate import find_bundles
+
+    search = find_bundles(state["models_dir"])
+    detail: dict[str, Any] = {"looked_in": search.looked_in(), "notes": list(search.notes)}
+    for task in ("segmentation", "classification"):
+        bundle = search.get(task)
+        if bundle is None:
+            raise SelftestFailure(f"no {task} model bundle found", detail)
+        actual = sha256_file(bundle.weights_path)
+        entry = {"name": bundle.name, "folder": str(bundle.folder), "sha256": actual,
+                 "bytes": bundle.weights_path.stat().st_size, "sha256_ok": actual == bundle.manifest.sha256}
+        detail[task] = entry
+        if not entry["sha256_ok"]:
+            raise SelftestFailure(f"{bundle.name}: weights sha256 {actual[:12]}... differs from the manifest's "
+                                  f"{bundle.manifest.sha256[:12]}...", detail)
+        network = load_network(bundle)  # checks the sha256 again, keys and shapes
+        entry["parameters"] = int(sum(p.numel() for p in network.parameters()))
+    state["search"] = search
+    return detail
+
+
+def check_demo_case(state: dict) -> dict:
+    from braingui.demo import write_demo_case
+
+    folder = write_demo_case(state["out"] / "demo-case")
+    state["case_dir"] = folder
+    return {"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())}
+
+
+def check_pipeline(state: dict) -> dict:
+    import numpy as np
+
+    from braingui.case import load_case
+    from braingui.export import export_result
+    from braingui.inference.pipeline import analyse, run_to_completion
+    from braingui.inference.predictor import Predictor
+
+    search = state.get("search")
+    if search is None or "case_dir" not in state:
+        raise SelftestFailure("needs the bundles and the demo case", {})
+    case = load_case(state["case_dir"])
+    result = run_to_completion(analyse(case, Predictor(state["device"]), search.segmentation,
+                                       search.classification, notes=search.notes))
+    written = export_result(result, case.grid, state["out"] / "results")
+    state["case"], state["result"] = case, result
+    probs = list(result.probabilities.values())
+    detail = {"shape": list(case.grid.shape), "device": result.device, "predicted_class": result.predicted_class,
+              "probabilities": result.probabilities, "volumes_ml": result.volumes_ml,
+              "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+              "cam_classes": sorted(result.cams), "written": sorted(str(p) for p in written.values())}
+    problems = []
+    if result.labels is None:
+        problems.append("no segmentation")
+    if result.predicted_class is None or not np.isclose(sum(probs), 1.0, atol=1e-4):
+        problems.append(f"bad probabilities {probs}")
+    if not result.cams or not all(np.all(np.isfinite(c)) for c in result.cams.values()):
+        problems.append("no (finite) Grad-CAM")
+    if not all(np.isfinite(v) for v in result.volumes_ml.values()):
+        problems.append("non-finite volumes")
+    if problems:
+        raise SelftestFailure("; ".join(problems), detail)
+    return detail
+
+
+def check_surface(state: dict) -> dict:
+    from braingui.ui.surface_view import label_surfaces
+
+    if state.get("result") is None or state["result"].labels is None:
+        raise SelftestFailure("needs the pipeline's segmentation", {})
+    surfaces = label_surfaces(state["result"].labels, state["case"].grid.affine, smooth=5)
+    cells = {int(k): int(poly.GetNumberOfCells()) for k, poly in surfaces.items()}
+    if not cells or not all(cells.values()):
+        raise SelftestFailure("no tumour surface", {"triangles": cells})
+    return {"triangles": cells}
+
+
+def check_window(state: dict) -> dict:
+    if "case_dir" not in state:
+        raise SelftestFailure("needs the demo case", {})
+    from braingui.ui.app import run_gui
+
+    target = state["out"] / PNG_NAME
+    options = {"models_dir": state["models_dir"], "device": state["device"], "all_cams": False}
+    code = run_gui(str(state["case_dir"]), screenshot=target, analysis_options=options)
+    from PySide6.QtGui import QGuiApplication
+
+    detail: dict[str, Any] = {"png": str(target), "exit_status": code, "qt_platform": QGuiApplication.platformName()}
+    data = target.read_bytes() if target.is_file() else b""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise SelftestFailure("no PNG written", detail)
+    detail["bytes"] = len(data)
+    detail["size"] = [int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")]
+    if code != 0:
+        raise SelftestFailure(f"the window's analysis failed (status {code})", detail)
+    return detail
+
+
+def check_3d_view(state: dict) -> dict:
+    """The vtk 3D window renders the meshes (only with a real screen; skipped offscreen)."""
+    from braingui.ui.app import create_app
+    from braingui.ui.surface_view import surface_supported
+
+    app = create_app()
+    ok, why = surface_supported()
+    if not ok:
+        return {"skipped": why}
+    if state.get("result") is None:
+        raise SelftestFailure("needs the pipeline's result", {})
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
+
+    from braingui.ui.display_context import DisplayContext
+    from braingui.ui.surface_view import make_surface_window
+
+    ctx = DisplayContext()
+    ctx.set_case(state["case"])
+    ctx.set_result(state["result"])
+    win = make_surface_window(ctx, None)
+    try:
+        win.show()
+        app.processEvents()
+        render_window = win.vtk.GetRenderWindow()
+        render_window.Render()
+        grab = vtkWindowToImageFilter()
+        grab.SetInput(render_window)
+        grab.ReadFrontBufferOff()
+        grab.Update()
+        pixels = vtk_to_numpy(grab.GetOutput().GetPointData().GetScalars())
+        background = (pixels[:, :3] == pixels[0, :3]).all(axis=1) if len(pixels) else None  # corner = background
+        lit = float(1.0 - background.mean()) if len(pixels) else 0.0
+        caps = [line.split(":", 1)[1].strip() for line in render_window.ReportCapabilities().splitlines()
+                if line.startswith(("OpenGL renderer string", "OpenGL version string"))]
+        detail = {"opengl": caps, "pixels": int(len(pixels)), "fraction_drawn": round(lit, 4)}
+    finally:
+        win.close()
+        app.processEvents()
+    if not 0.01 < detail["fraction_drawn"] < 0.99:
+        raise SelftestFailure("the 3D view drew nothing (or garbage)", detail)
+    return detail
+
+
+CHECKS: tuple[tuple[str, Callable[[dict], dict]], ...] = (
+    ("imports", check_imports), ("bundles", check_bundles), ("demo case", check_demo_case),
+    ("pipeline", check_pipeline), ("3d surface", check_surface), ("window", check_window),
+    ("3d view", check_3d_view),
+)
+
+
+class SelftestFailure(Exception):
+    """A check failed for a known reason; ``detail`` is reported with it."""
+
+    def __init__(self, message: str, detail: dict):
+        super().__init__(message)
+        self.detail = detail
+
+
+def run_selftest(models_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+                 device: str = "auto", stream=None) -> int:
+    """Run every check, print the JSON report to ``stream`` (stdout); 0 when all passed, else 1.
+
+    Args:
+        models_dir: the ``--models`` folder (searched first, as in a normal run).
+        out_dir: where the demo case, the results and the PNG go; default a temporary folder that is
+            removed when every check passed (kept, and named in the report, otherwise).
+        device: the ``--device`` of the analysis.
+    """
+    from braingui import __version__
+
+    stream = stream if stream is not None else sys.stdout
+    temp = out_dir is None
+    out = Path(tempfile.mkdtemp(prefix="braingui-selftest-") if temp else out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {"models_dir": models_dir, "out": out, "device": device}
+    report: dict[str, Any] = {"braingui": __version__, "frozen": bool(getattr(sys, "frozen", False)),
+                              "python": platform.python_version(), "platform": platform.platform(),
+                              "executable": sys.executable, "out_dir": str(out), "checks": []}
+    t_all = time.perf_counter()
+    for name, check in CHECKS:
+        t0 = time.perf_counter()
+        try:
+            ok, detail = True, check(state)
+        except SelftestFailure as exc:
+            ok, detail = False, {"error": str(exc), **exc.detail}
+        except Exception as exc:  # noqa: BLE001 - a check that crashes is a failed check
+            ok, detail = False, {"error": f"{type(exc).__name__}: {exc}",
+                                 "traceback": traceback.format_exc(limit=-8).splitlines()}
+        seconds = round(time.perf_counter() - t0, 3)
+        report["checks"].append({"name": name, "ok": ok, "seconds": seconds, "detail": detail})
+        print(f"selftest: {name}: {'ok' if ok else 'FAILED'} ({seconds:.1f} s)"
+              + ("" if ok else f" - {detail.get('error')}"), file=sys.stderr, flush=True)
+    report["ok"] = all(c["ok"] for c in report["checks"])
+    report["seconds"] = round(time.perf_counter() - t_all, 3)
+    if temp and report["ok"]:
+        shutil.rmtree(out, ignore_errors=True)
+        report["out_dir"] = None
+    print(json.dumps(report, indent=2, default=str), file=stream, flush=True)
+    return 0 if report["ok"] else 1
