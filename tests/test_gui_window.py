@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtWidgets import QMessageBox
 
 from braingui.ui import colormaps, display
-from gui_helpers import isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
+from gui_helpers import fake_result, isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
 
@@ -183,6 +183,35 @@ def test_results_panel_shows_prediction_volumes_and_demo_warning(analysed):
     assert res.volume_labels[("WT", "model")].text() == f"{win.ctx.result.volumes_ml['WT']:.1f}"
     assert res.volume_labels[("WT", "reference")].text() == f"{win.ctx.case.region_volumes_ml()['WT']:.1f}"
     assert "cpu (stand-in)" in res.run_info.text()
+
+
+def test_model_cards_are_readable_and_a_synthetic_classifier_is_flagged(qtbot, small_case_dir):
+    """Card metrics read as one line (no per-case dump); a classifier trained on phantoms says so."""
+    from braingui.results import ModelInfo
+    from braingui.ui.results_panel import SYNTHETIC_CLASSIFIER, ResultsPanel
+
+    from braingui.case import load_case
+
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    result = fake_result(load_case(small_case_dir))
+    seg_card = {"metrics": {"n_cases": 2, "cases": ["case_a", "case_b"], "dice": {"ET": 0.8212, "TC": 0.6535, "WT": 0.8404},
+                            "hd95_mm": {"ET": 3.0, "TC": 12.37, "WT": 8.62}, "per_case": [{"case": "case_a", "dice_ET": 0.7448}]},
+                "intended_use": "research demonstration - not for clinical use"}
+    cls_card = {"synthetic_training_data": True, "metrics": {"n_cases": 60, "balanced_accuracy": 0.98333,
+                                                             "gradcam": {"cam_mass_in_wt_mean": 0.2329}}}
+    result.models = [ModelInfo("seg", "segmentation", "/x", "1" * 64, True, seg_card),
+                     ModelInfo("cls", "classification", "/y", "2" * 64, True, cls_card)]
+    panel.show_result(result)
+    text = panel.models.text()
+    assert "Dice ET 0.821 \u00b7 TC 0.653 \u00b7 WT 0.84" in text and "HD95 ET 3 \u00b7 TC 12.4 \u00b7 WT 8.62 mm" in text
+    assert "on 2 held-out cases (case_a, case_b)" in text and "dice_ET" not in text and "per_case" not in text
+    assert "balanced accuracy 0.983" in text and "Grad-CAM mass inside the whole tumour 23%" in text
+    assert not panel.note.isHidden() and panel.note.text() == SYNTHETIC_CLASSIFIER
+    assert "Glioblastoma" in panel.prediction.text()
+    result.models = result.models[:1]
+    panel.show_result(result)
+    assert panel.note.isHidden() and SYNTHETIC_CLASSIFIER not in panel.models.text()
 
 
 def test_a_broken_case_shows_an_error_dialog_naming_the_file(qtbot, small_case_dir, tmp_path, monkeypatch):

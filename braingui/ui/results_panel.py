@@ -8,6 +8,7 @@ shown beside the model's so the user can compare.
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
@@ -26,18 +27,54 @@ def _label(text: str = "", wrap: bool = True) -> QLabel:
     return lab
 
 
+SYNTHETIC_CLASSIFIER = ("The classifier was trained on synthetic phantoms only: on real MRI this class is not a "
+                        "diagnosis and its accuracy is unknown.")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def metrics_text(metrics: dict) -> str:
+    """One readable line of a model card's ``metrics`` (per-case rows and long lists left out)."""
+    parts = []
+    n = metrics.get("n_cases")
+    if isinstance(metrics.get("dice"), dict):
+        parts.append("Dice " + " \u00b7 ".join(f"{r} {_fmt(v)}" for r, v in metrics["dice"].items()))
+    if isinstance(metrics.get("hd95_mm"), dict):
+        parts.append("HD95 " + " \u00b7 ".join(f"{r} {_fmt(v)}" for r, v in metrics["hd95_mm"].items()) + " mm")
+    for key, title in (("balanced_accuracy", "balanced accuracy"), ("f1_macro", "F1 macro"), ("kappa", "kappa")):
+        if isinstance(metrics.get(key), (int, float)):
+            parts.append(f"{title} {_fmt(float(metrics[key]))}")
+    cam = metrics.get("gradcam")
+    if isinstance(cam, dict) and isinstance(cam.get("cam_mass_in_wt_mean"), (int, float)):
+        parts.append(f"Grad-CAM mass inside the whole tumour {float(cam['cam_mass_in_wt_mean']):.0%}")
+    if not parts:  # an unknown layout: its scalar values
+        parts = [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in metrics.items() if isinstance(v, (int, float, str))]
+    cases = metrics.get("cases")
+    where = f" on {n} held-out case{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+    if isinstance(cases, list) and 0 < len(cases) <= 4:
+        where += f" ({', '.join(map(str, cases))})"
+    return "; ".join(parts) + where
+
+
 def model_card_html(info) -> str:
     """A short HTML summary of one model bundle's card."""
     card = info.model_card or {}
     rows = [f"<b>{html.escape(info.name)}</b> ({html.escape(info.task)})"]
     if info.demo:
         rows.append("<span style='color:#e05050'><b>demo model</b></span>")
-    for key in ("training_data", "metrics", "intended_use", "limitations"):
+    if card.get("synthetic_training_data"):
+        rows.append(f"<span style='color:#d0a040'>{html.escape(SYNTHETIC_CLASSIFIER)}</span>")
+    for key in ("summary", "training_data", "metrics", "intended_use", "limitations"):
         value = card.get(key)
         if value:
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items())
-            rows.append(f"<i>{key.replace('_', ' ')}</i>: {html.escape(str(value))}")
+            text = metrics_text(value) if key == "metrics" and isinstance(value, dict) else (
+                ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else str(value))
+            rows.append(f"<i>{key.replace('_', ' ')}</i>: {html.escape(text)}")
+    citations = card.get("citations")
+    if isinstance(citations, list) and citations:
+        rows.append("<i>cite</i>: " + html.escape(" \u2022 ".join(map(str, citations))))
     rows.append(f"<span style='color:#888'>sha256 {html.escape(info.sha256[:12])}\u2026</span>")
     return "<br>".join(rows)
 
@@ -152,6 +189,10 @@ class ResultsPanel(QWidget):
             self.prediction.setText(f"{title.capitalize()} ({pred}) \u2014 {result.probabilities.get(pred, 0.0):.0%}")
         else:
             self.prediction.setText("Segmentation only (no classifier)")
+        synthetic = [m for m in result.models if m.task == "classification" and (m.model_card or {}).get("synthetic_training_data")]
+        if synthetic and pred is not None:
+            self.note.setText(SYNTHETIC_CLASSIFIER)
+            self.note.setVisible(True)
         self.prob_box.setVisible(bool(result.probabilities))
         for r, code in enumerate(result.class_names or tuple(result.probabilities)):
             p = float(result.probabilities.get(code, 0.0))
