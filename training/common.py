@@ -65,14 +65,34 @@ def setup_run(out: Path, config: dict[str, Any], resume: bool) -> logging.Logger
         if changed:
             raise SystemExit(f"--resume with a different configuration ({', '.join(sorted(changed))}); use a new --out")
     write_json(cfg_path, config)
-    logger = logging.getLogger(f"training.{out.name}")
+    return file_logger(f"training.{out.name}", out / "train.log")
+
+
+def file_logger(name: str, path: Path) -> logging.Logger:
+    """A logger writing time-stamped lines to ``path`` and to stdout (its old handlers dropped)."""
+    logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    for handler in (logging.FileHandler(out / "train.log"), logging.StreamHandler(sys.stdout)):
+    for handler in (logging.FileHandler(path), logging.StreamHandler(sys.stdout)):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
+
+
+def optimiser_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, step: int, recent: list[float],
+                   progress) -> int:
+    """Backward pass and optimiser step; records the loss in ``recent``, stops the run on a non-finite
+    loss, updates the progress bar; returns the new step count."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    step += 1
+    recent.append(loss.item())
+    if not np.isfinite(recent[-1]):
+        raise SystemExit(f"loss is not finite at step {step}")
+    progress.update(step, f"loss {np.mean(recent[-20:]):.4f}")
+    return step
 
 
 def jsonable(obj: Any) -> Any:

@@ -36,7 +36,6 @@ import csv
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,14 +53,7 @@ TOLERANCE = {"dice": 0.01, "hd95": 1.0, "balanced_accuracy": 0.02, "cam_mass_in_
 
 def _logger(out: Path) -> logging.Logger:
     out.mkdir(parents=True, exist_ok=True)
-    log = logging.getLogger(f"training.evaluate.{out}")
-    log.setLevel(logging.INFO)
-    log.handlers.clear()
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    for handler in (logging.FileHandler(out / "evaluate.log"), logging.StreamHandler(sys.stdout)):
-        handler.setFormatter(fmt)
-        log.addHandler(handler)
-    return log
+    return common.file_logger(f"training.evaluate.{out}", out / "evaluate.log")
 
 
 def _pick(refs: list, names: list[str] | None, max_cases: int | None, key=lambda r: r.name) -> list:

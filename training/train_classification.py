@@ -244,14 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.from_numpy(np.stack(images)).to(device)
         y = torch.from_numpy(y_train[idx]).to(device)
         loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        recent.append(loss.item())
-        if not np.isfinite(recent[-1]):
-            raise SystemExit(f"loss is not finite at step {step}")
-        progress.update(step, f"loss {np.mean(recent[-20:]):.4f}")
+        step = common.optimiser_step(loss, optimizer, step, recent, progress)
         if step % args.log_every == 0 or step == total:
             log.info("step %d/%d epoch %.2f loss %.4f %.2f s/step", step, total, step / steps_per_epoch,
                      np.mean(recent[-args.log_every:]), (time.time() - t_start) / max(len(recent), 1))

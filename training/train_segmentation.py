@@ -192,14 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = loss_fn(logits, y)
         if vae_loss is not None:
             loss = loss + args.vae_weight * vae_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        recent.append(loss.item())
-        if not np.isfinite(recent[-1]):
-            raise SystemExit(f"loss is not finite at step {step}")
-        progress.update(step, f"loss {np.mean(recent[-20:]):.4f}")
+        step = common.optimiser_step(loss, optimizer, step, recent, progress)
         if step % args.log_every == 0 or step == total:
             log.info("step %d/%d loss %.4f lr %.2e %.2f s/step", step, total, np.mean(recent[-args.log_every:]),
                      optimizer.param_groups[0]["lr"], (time.time() - t_start) / max(len(recent), 1))
