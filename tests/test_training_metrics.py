@@ -47,6 +47,18 @@ def test_hd95_of_a_shifted_cube_in_mm():
     assert both_empty["ET"] == {"dice": 1.0, "hd95": 0.0}
 
 
+def test_one_empty_region_counts_as_dice_zero():
+    # an astrocytoma-like truth without enhancement against a prediction with some, and the reverse
+    truth = _labels()
+    truth[2:6, 2:6, 2:6] = 2
+    pred = truth.copy()
+    pred[3:4, 3:4, 3:5] = 4
+    for a, b in ((pred, truth), (truth, pred)):
+        s = region_scores(a, b)
+        assert s["ET"]["dice"] == 0.0 and math.isnan(s["ET"]["hd95"])
+        assert s["WT"]["dice"] == pytest.approx(1.0)
+
+
 def test_mean_region_scores_skips_undefined_hd95():
     per_case = [{r: {"dice": 0.5, "hd95": 2.0} for r in ("ET", "TC", "WT")},
                 {r: {"dice": 1.0, "hd95": float("nan")} for r in ("ET", "TC", "WT")}]

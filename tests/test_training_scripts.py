@@ -223,3 +223,38 @@ def test_msd_task01_layout_gives_the_same_regions_as_brats_names(tmp_path):
     for region, mask in lab.regions(brats_case.labels).items():
         assert mask.sum() > 0 and np.array_equal(lab.regions(msd_case.labels)[region], mask), region
     assert np.allclose(msd_case.stack(("t1ce",)), brats_case.stack(("t1ce",)))
+
+
+def test_evaluate_writes_per_case_tables_and_the_confusion_matrix(cls_run, cls_data, seg_run, tmp_path):
+    """``python -m training.evaluate`` on exported toy bundles: the files it promises, consistent counts."""
+    import csv
+
+    from training.evaluate import main
+    from training.export_bundle import export
+
+    export(cls_run / "final.pt", tmp_path / "cls", "tiny-cls")
+    seg_data, seg_dir = seg_run
+    export(seg_dir / "final.pt", tmp_path / "seg", "tiny-seg")
+    out = tmp_path / "eval"
+    argv = ["--cls-bundle", str(tmp_path / "cls"), "--cpm", str(cls_data), "--seg-bundle", str(tmp_path / "seg"),
+            "--brats", str(seg_data), "--figures", "1", "--threads", "1", "--out", str(out)]
+    assert main(argv) == 0
+    rows = list(csv.reader((out / "confusion_matrix.csv").open()))
+    assert rows[0] == ["true \\ predicted", "A", "O", "G"]
+    counts = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    assert counts.sum() == 9 and counts.sum(axis=1).tolist() == [3, 3, 3]
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((out / "figures").glob("*.png"))) == 1
+    per_case = list(csv.DictReader((out / "classification_per_case.csv").open()))
+    assert len(per_case) == 9 and all(0.0 <= float(r["cam_mass_in_wt"]) <= 1.0 for r in per_case)
+    summary = json.loads((out / "metrics.json").read_text())
+    cls = summary["classification"]
+    assert np.trace(counts) / 9 == pytest.approx(cls["accuracy"])
+    assert summary["card_metrics"]["classification"]["balanced_accuracy"] == cls["balanced_accuracy"]
+    # segmentation is scored on every labelled case given: the 3 BraTS-named ones and the 9 typed phantoms
+    seg_rows = list(csv.DictReader((out / "segmentation_per_case.csv").open()))
+    assert len(seg_rows) == 12 and {"SYNTHETIC_tiny0", "SYNTHETIC_tiny1", "SYNTHETIC_tiny2"} <= {r["case"] for r in seg_rows}
+    for region in ("ET", "TC", "WT"):
+        values = [float(r[f"dice_{region}"]) for r in seg_rows]
+        assert all(0.0 <= v <= 1.0 for v in values)
+        assert summary["segmentation"]["mean"][region]["dice"] == pytest.approx(np.mean(values), abs=1e-3)

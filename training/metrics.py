@@ -30,10 +30,10 @@ def region_scores(pred_labels: np.ndarray, true_labels: np.ndarray, spacing=(1.0
         if n_p == 0 and n_t == 0:
             out[region] = {"dice": 1.0, "hd95": 0.0}
             continue
-        dice = float(DiceMetric(include_background=True, reduction="none")(pr, tr).item())
-        if n_p == 0 or n_t == 0:
-            out[region] = {"dice": dice, "hd95": float("nan")}
+        if n_p == 0 or n_t == 0:  # MONAI would give nan for an empty truth (ignore_empty); BraTS counts 0
+            out[region] = {"dice": 0.0, "hd95": float("nan")}
             continue
+        dice = float(DiceMetric(include_background=True, reduction="none")(pr, tr).item())
         hd = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")
         hd95 = float(hd(pr, tr, spacing=[float(s) for s in spacing]).item())
         out[region] = {"dice": dice, "hd95": hd95}
