@@ -205,7 +205,7 @@ def test_model_cards_are_readable_and_a_synthetic_classifier_is_flagged(qtbot, s
     panel.show_result(result)
     text = panel.models.text()
     assert "Dice ET 0.821 \u00b7 TC 0.653 \u00b7 WT 0.84" in text and "HD95 ET 3 \u00b7 TC 12.4 \u00b7 WT 8.62 mm" in text
-    assert "on 2 held-out cases (case_a, case_b)" in text and "dice_ET" not in text and "per_case" not in text
+    assert "on 2 cases (case_a, case_b)" in text and "dice_ET" not in text and "per_case" not in text
     assert "balanced accuracy 0.983" in text and "Grad-CAM mass inside the whole tumour 23%" in text
     assert not panel.note.isHidden() and panel.note.text() == SYNTHETIC_CLASSIFIER
     assert "Glioblastoma" in panel.prediction.text()

@@ -52,7 +52,7 @@ def metrics_text(metrics: dict) -> str:
     if not parts:  # an unknown layout: its scalar values
         parts = [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in metrics.items() if isinstance(v, (int, float, str))]
     cases = metrics.get("cases")
-    where = f" on {n} held-out case{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+    where = f" on {n} case{'s' if n != 1 else ''}" if isinstance(n, int) else ""
     if isinstance(cases, list) and 0 < len(cases) <= 4:
         where += f" ({', '.join(map(str, cases))})"
     return "; ".join(parts) + where
