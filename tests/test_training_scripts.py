@@ -258,3 +258,22 @@ def test_evaluate_writes_per_case_tables_and_the_confusion_matrix(cls_run, cls_d
         values = [float(r[f"dice_{region}"]) for r in seg_rows]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert summary["segmentation"]["mean"][region]["dice"] == pytest.approx(np.mean(values), abs=1e-3)
+
+
+def test_occlusion_replaces_the_tumour_with_normal_brain():
+    """training.cam_study's occlusion test: the tumour's voxels get the mean of the other brain voxels."""
+    from training.cam_study import occluded_prediction
+
+    class Brightest(torch.nn.Module):  # "O" when some voxel of channel 0 is brighter than 1, else "G"
+        def forward(self, x):
+            m = x[:, 0].amax(dim=(1, 2, 3))
+            return torch.stack([-m, m - 1.0, torch.zeros_like(m)], 1)
+
+    x = torch.zeros(1, 2, 12, 12, 12)
+    x[0, :, 1:11, 1:11, 1:11] = 0.5  # brain
+    wt = np.zeros((12, 12, 12), dtype=bool)
+    wt[4:7, 4:7, 4:7] = True
+    x[0, 0][torch.from_numpy(wt)] = 3.0  # a bright tumour
+    assert ["A", "O", "G"][int(Brightest()(x).argmax(1))] == "O"
+    assert occluded_prediction(Brightest(), x, wt, ("A", "O", "G")) == "G"
+    assert float(x[0, 0].amax()) == 3.0  # the input itself is left as it was

@@ -9,7 +9,10 @@ inside the true whole tumour for several variants of the target score and layer:
   other classes*; features that raise every logit alike cancel out;
 * ``hires`` — HiResCAM (Draelos & Carin 2020): the logit's gradient times the activation element-wise,
   summed over channels, instead of Grad-CAM's spatially averaged channel weights;
-* each at the layers given (default the paper's ``features.denseblock1`` and ``features.denseblock2``).
+* each at the layers given (default the paper's ``features.denseblock1`` and ``features.denseblock2``);
+* ``occluded`` — an occlusion test, no gradients: the class the network predicts when the whole tumour is
+  replaced by the mean of the other brain voxels of each channel. A class it still predicts without the
+  tumour is decided by evidence outside it, and no heat map can then be "inside the tumour".
 
 The ``logit`` variant at ``features.denseblock1`` is what the app shows (checked against the medcam
 adapter's map: the correlation is printed). Nothing here changes the app.
@@ -62,6 +65,17 @@ def grad_cam(network: torch.nn.Module, x: torch.Tensor, layer: str, target: str,
     return cam.clamp(0, 1).numpy(), c
 
 
+def occluded_prediction(network: torch.nn.Module, x: torch.Tensor, wt: np.ndarray, classes) -> str:
+    """The class predicted with the whole tumour (``wt`` on the input grid) replaced by normal-brain means."""
+    occ = x.clone()
+    mask = torch.from_numpy(np.asarray(wt, dtype=bool))
+    brain = (x[0] != 0).any(0) & ~mask
+    for ch in range(occ.shape[1]):
+        occ[0, ch][mask] = x[0, ch][brain].mean() if bool(brain.any()) else 0.0
+    with torch.no_grad():
+        return classes[int(network(occ).argmax(1))]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.cam_study", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
                     _, medcam_map = model.explain(inp.array, c)
                     row["corr_with_app_map"] = round(float(np.corrcoef(cam.ravel(), medcam_map.ravel())[0, 1]), 4)
                     row["predicted"] = bundle.manifest.classification.classes[c]
+        row["occluded"] = occluded_prediction(network, x, wt, bundle.manifest.classification.classes)
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if "@" in k]
-    summary = {"bundle": bundle.name, "n_cases": len(rows), "grid": "classifier input grid",
+    classes = bundle.manifest.classification.classes
+    occlusion = {c: {k: sum(r["occluded"] == k for r in rows if r["true"] == c) for k in classes}
+                 for c in sorted({r["true"] for r in rows})}
+    summary = {"bundle": bundle.name, "occluded_prediction_by_true_class": occlusion, "n_cases": len(rows), "grid": "classifier input grid",
                "mean_cam_mass_in_wt": {k: float(np.mean([r[k] for r in rows])) for k in keys},
                "mean_by_class": {c: {k: float(np.mean([r[k] for r in rows if r["true"] == c])) for k in keys}
                                  for c in sorted({r["true"] for r in rows})},
