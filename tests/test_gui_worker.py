@@ -23,6 +23,17 @@ def runner(qtbot):
     r.shutdown()
 
 
+def start_held_run(qtbot, folder, steps: int = 1):
+    """A window on ``folder`` whose (stand-in) analysis has started and runs until it is cancelled (or until
+    the returned event is set); returns ``(window, event)``."""
+    hold, started = threading.Event(), threading.Event()
+    win = make_window(qtbot, analysis_factory=lambda case: fake_analysis(case, steps=steps, hold=hold, started=started))
+    open_and_wait(qtbot, win, folder)
+    win.run_analysis()
+    assert started.wait(5)
+    return win, hold
+
+
 def collect(runner):
     seen = {"progress": [], "finished": [], "failed": [], "cancelled": []}
     runner.progress.connect(lambda jid, ev: seen["progress"].append((jid, ev)))
@@ -77,11 +88,7 @@ def test_errors_become_a_message(qtbot, runner, error, expect_details):
 
 
 def test_window_progress_bar_cancel_button_and_slider_during_a_run(qtbot, small_case_dir):
-    hold, started = threading.Event(), threading.Event()
-    win = make_window(qtbot, analysis_factory=lambda case: fake_analysis(case, steps=2, hold=hold, started=started))
-    open_and_wait(qtbot, win, small_case_dir)
-    win.run_analysis()
-    assert started.wait(5)
+    win, _ = start_held_run(qtbot, small_case_dir, steps=2)
     qtbot.waitUntil(lambda: win.progress.value() == 500, timeout=5000)  # the 'waiting' events say 0.5
     assert win.progress.isVisible() and win.cancel_button.isVisible()
     assert "Segmentation" in win.stage_label.text()
@@ -98,11 +105,7 @@ def test_window_progress_bar_cancel_button_and_slider_during_a_run(qtbot, small_
 
 
 def test_closing_the_window_during_a_run_stops_the_thread(qtbot, small_case_dir):
-    hold, started = threading.Event(), threading.Event()
-    win = make_window(qtbot, analysis_factory=lambda case: fake_analysis(case, steps=1, hold=hold, started=started))
-    open_and_wait(qtbot, win, small_case_dir)
-    win.run_analysis()
-    assert started.wait(5)
+    win, hold = start_held_run(qtbot, small_case_dir, steps=1)
     threads = [t for t, _, _ in win.runner._jobs.values()]
     assert threads and all(t.isRunning() for t in threads)
     win.close()
@@ -112,11 +115,7 @@ def test_closing_the_window_during_a_run_stops_the_thread(qtbot, small_case_dir)
 
 
 def test_opening_another_case_drops_the_running_analysis(qtbot, small_case_dir):
-    hold, started = threading.Event(), threading.Event()
-    win = make_window(qtbot, analysis_factory=lambda case: fake_analysis(case, steps=1, hold=hold, started=started))
-    open_and_wait(qtbot, win, small_case_dir)
-    win.run_analysis()
-    assert started.wait(5)
+    win, _ = start_held_run(qtbot, small_case_dir, steps=1)
     first = win.analysis_job
     open_and_wait(qtbot, win, small_case_dir)
     assert win.analysis_job is None and not win.runner.is_running(first) or win.runner.is_running(first) is False
