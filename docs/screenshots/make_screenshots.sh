@@ -25,7 +25,7 @@ if [ -d "$BRATS" ]; then
     # the real case with its expert reference labels, before any analysis (an empty models folder)
     mkdir -p "$TMP/none"
     BRAINGUI_BUNDLED_MODELS="$TMP/none" "${RUN[@]}" $PY -m braingui --case "$BRATS" --models "$TMP/none" \
-        --screenshot "$OUT/brats18_tcia02_135_1_reference.png" || true   # exits 1: no models, by design
-    "${RUN[@]}" $PY -m braingui --case "$BRATS" --models "$MODELS" --screenshot "$OUT/brats18_tcia02_135_1_analysis.png"
+        --screenshot "$OUT/app_real_case_reference.png" || true   # exits 1: no models, by design
+    "${RUN[@]}" $PY -m braingui --case "$BRATS" --models "$MODELS" --screenshot "$OUT/app_real_case_analysis.png"
 fi
 ls -la "$OUT"
