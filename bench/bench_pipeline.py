@@ -101,7 +101,7 @@ def run(tmp: Path) -> int:
         torch.set_num_threads(args.threads)
     case_dir = args.case
     if case_dir is None:
-        from braingui.demo import write_demo_case
+        from braingui.app.demo import write_demo_case
 
         case_dir = write_demo_case(tmp / "case")
     if args.models:

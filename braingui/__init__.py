@@ -14,8 +14,9 @@ Architecture (the direction of imports is the architecture; ``tests/test_layers.
     pipeline generator that yields progress events and returns one result.
 ``braingui.ui``
     PySide6 + pyqtgraph + vtk: views, controls, the one QThread worker and the main window.
-``braingui.cli``
-    Argument parsing; starts the GUI or runs headless.
+``braingui.app``
+    The entry points: the command line (:mod:`braingui.app.cli`, argument parsing; starts the GUI or
+    runs headless), ``python -m braingui.app``, the installation self-test and the built-in demo case.
 
 Array convention: every volume is stored in RAS+ voxel order (``nibabel.as_closest_canonical``)
 as a read-only ``float32`` array indexed ``[x, y, z]`` (x: left->right, y: posterior->anterior,

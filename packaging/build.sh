@@ -130,7 +130,7 @@ if [ "$SELFTEST" = 1 ] || { [ "$SELFTEST" = auto ] && { [ -n "$HAVE_BUNDLES" ] |
     rm -rf build/parity
     run_frozen "$EXE" demo-case --small build/parity/case
     run_frozen "$EXE" --case build/parity/case --no-gui --out build/parity/frozen ${MODELS_ARGS[@]+"${MODELS_ARGS[@]}"}
-    "$VPY" -m braingui --case build/parity/case --no-gui --out build/parity/source ${MODELS_ARGS[@]+"${MODELS_ARGS[@]}"}
+    "$VPY" -m braingui.app --case build/parity/case --no-gui --out build/parity/source ${MODELS_ARGS[@]+"${MODELS_ARGS[@]}"}
     "$VPY" packaging/compare_results.py build/parity/frozen build/parity/source
 else
     echo "self-test skipped: no bundles in braingui/models and no SELFTEST_MODELS (SELFTEST_MODELS=tiny makes test bundles)"

@@ -1,11 +1,32 @@
-"""Shared pytest set-up: the repository root and ``tests/`` on ``sys.path`` (for ``import helpers``)."""
+"""Shared pytest set-up.
+
+* ``tests/`` and ``tests/gui/`` on ``sys.path`` (for ``import helpers``, ``import gui_helpers``);
+* markers by folder: every test under ``tests/unit/`` is marked ``unit`` (no Qt, no display), every
+  test under ``tests/gui/`` ``gui`` (pytest-qt, ``QT_QPA_PLATFORM=offscreen``), so ``-m unit`` or
+  ``-m "not gui"`` selects them.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import pytest
+
 _TESTS = Path(__file__).resolve().parent
-for _p in (_TESTS.parent, _TESTS):
+for _p in (_TESTS.parent, _TESTS, _TESTS / "gui"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+_FOLDER_MARKS = {"unit": pytest.mark.unit, "gui": pytest.mark.gui}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        try:
+            folder = Path(str(item.fspath)).resolve().relative_to(_TESTS).parts[0]
+        except ValueError:
+            continue
+        mark = _FOLDER_MARKS.get(folder)
+        if mark is not None:
+            item.add_marker(mark)

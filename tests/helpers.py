@@ -125,13 +125,13 @@ def canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def run_cli(*args: str, timeout: float = 120, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m braingui ARGS`` in a subprocess with the repository on ``PYTHONPATH``."""
+    """Run ``python -m braingui.app ARGS`` in a subprocess with the repository on ``PYTHONPATH``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     if env_extra:
         env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "braingui", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "braingui.app", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=str(REPO_ROOT))
 
 

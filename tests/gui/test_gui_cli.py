@@ -15,7 +15,7 @@ pytestmark = pytest.mark.gui
 
 def _run(*args, env_extra=None):
     env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", **(env_extra or {})}  # no DISPLAY, no QT_QPA_PLATFORM
-    return subprocess.run([sys.executable, "-m", "braingui", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "braingui.app", *map(str, args)], capture_output=True, text=True,
                           timeout=120, cwd=REPO_ROOT, env=env)
 
 

@@ -10,7 +10,7 @@ Checks, in order (each reports ``name``, ``ok``, ``seconds``, ``detail``):
     the model bundles are found (``--models``, ``$BRAINGUI_MODELS``, user data folder, shipped
     bundles), their weights match the manifests' sha256 and load into their networks;
 ``demo case``
-    the synthetic demo case (:mod:`braingui.demo`) is written into the output folder;
+    the synthetic demo case (:mod:`braingui.app.demo`) is written into the output folder;
 ``pipeline``
     the whole analysis (segmentation, classification, Grad-CAM) runs on it headless and its results
     are exported (``results/``: the files of ``--no-gui --out``);
@@ -61,7 +61,7 @@ def _braingui_modules() -> list[str]:
 
     names = ["braingui"]
     for info in pkgutil.walk_packages(braingui.__path__, "braingui."):
-        if info.name != "braingui.__main__":  # importing it runs the app
+        if info.name != "braingui.app.__main__":  # importing it runs the app
             names.append(info.name)
     return sorted(names)
 
@@ -112,7 +112,7 @@ def check_bundles(state: dict) -> dict:
 
 
 def check_demo_case(state: dict) -> dict:
-    from braingui.demo import write_demo_case
+    from braingui.app.demo import write_demo_case
 
     folder = write_demo_case(state["out"] / "demo-case")
     state["case_dir"] = folder

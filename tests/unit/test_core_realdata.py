@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from braingui.cli import main as cli_main
+from braingui.app.cli import main as cli_main
 from helpers import run_cli, shared_data_dir
 
 pytestmark = pytest.mark.realdata

@@ -62,8 +62,8 @@ def _add_selftest_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_selftest_from_args(args: argparse.Namespace) -> int:
-    """``--selftest``: see :mod:`braingui.selftest` (honours ``--models`` and ``--device``)."""
-    from braingui.selftest import run_selftest
+    """``--selftest``: see :mod:`braingui.app.selftest` (honours ``--models`` and ``--device``)."""
+    from braingui.app.selftest import run_selftest
 
     return run_selftest(args.models, args.selftest_out, args.device)
 
@@ -110,7 +110,7 @@ def cmd_check(argv: list[str]) -> int:
 
 
 def cmd_demo_case(argv: list[str]) -> int:
-    from braingui.demo import write_demo_case
+    from braingui.app.demo import write_demo_case
 
     args = build_demo_parser().parse_args(argv)
     folder = write_demo_case(Path(args.out_dir), small=args.small, seed=args.seed)
@@ -125,7 +125,7 @@ def cmd_main(argv: list[str]) -> int:
     if args.no_gui:
         return run_headless(args)  # finds the model bundles before it makes the demo case
     if args.demo:
-        from braingui.demo import demo_case_folder
+        from braingui.app.demo import demo_case_folder
 
         args.case = str(demo_case_folder())
     if not args.case and not _explicit(args):
@@ -198,7 +198,7 @@ def run_headless(args: argparse.Namespace) -> int:
     from braingui.case import load_case
 
     if args.demo:
-        from braingui.demo import demo_case_folder
+        from braingui.app.demo import demo_case_folder
 
         args.case = str(demo_case_folder())
     case = load_case(args.case, _explicit(args), args.label_convention)

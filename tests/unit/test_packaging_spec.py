@@ -5,7 +5,7 @@
 * every non-Python file under ``braingui/`` is package data (else neither the wheel nor the app has it);
 * the self-test imports every third-party module that braingui imports (lazily too), and the spec names
   every vtk module braingui imports (each is a separate binary that PyInstaller only collects when told);
-* ``braingui.selftest`` stays torch- and Qt-free at import; the CLI knows ``--selftest``.
+* ``braingui.app.selftest`` stays torch- and Qt-free at import; the CLI knows ``--selftest``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 SPEC = PACKAGING / "braingui.spec"
 sys.path.insert(0, str(PACKAGING))
@@ -128,26 +128,26 @@ def _third_party_imports() -> set[str]:
 
 
 def test_selftest_imports_what_braingui_imports():
-    from braingui.selftest import LAZY_IMPORTS
+    from braingui.app.selftest import LAZY_IMPORTS
 
     tops = {m.split(".")[0] for m in LAZY_IMPORTS}
     missing = sorted(n for n in _third_party_imports() if n.split(".")[0] not in tops)
-    assert not missing, f"add these to braingui.selftest.LAZY_IMPORTS: {missing}"
+    assert not missing, f"add these to braingui.app.selftest.LAZY_IMPORTS: {missing}"
 
 
 def test_spec_and_selftest_name_every_vtk_module_braingui_imports():
-    from braingui.selftest import LAZY_IMPORTS
+    from braingui.app.selftest import LAZY_IMPORTS
 
     spec = SPEC.read_text(encoding="utf-8")
     vtk = sorted(n for n in _third_party_imports() if n.startswith("vtkmodules."))
     assert vtk, "braingui imports no vtk module any more? then drop vtk from the spec"
     for name in vtk:
         assert f'"{name}"' in spec, f"{name}: add it to the spec's hiddenimports"
-        assert name in LAZY_IMPORTS, f"{name}: add it to braingui.selftest.LAZY_IMPORTS"
+        assert name in LAZY_IMPORTS, f"{name}: add it to braingui.app.selftest.LAZY_IMPORTS"
 
 
 def test_selftest_module_is_torch_and_qt_free():
-    code = ("import sys, braingui.selftest; "
+    code = ("import sys, braingui.app.selftest; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'monai', 'PySide6', 'pyqtgraph', 'vtkmodules'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
@@ -155,7 +155,7 @@ def test_selftest_module_is_torch_and_qt_free():
 
 
 def test_cli_selftest_options():
-    from braingui.cli import build_parser
+    from braingui.app.cli import build_parser
 
     args = build_parser().parse_args(["--selftest", "--selftest-out", "x", "--models", "m"])
     assert args.selftest and args.selftest_out == "x" and args.models == "m"

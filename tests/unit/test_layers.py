@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _loaded_after(statement: str) -> set[str]:
@@ -21,7 +21,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module", ["braingui.case", "braingui.preprocess", "braingui.report", "braingui.results",
-                                    "braingui.phantom", "braingui.cli"])
+                                    "braingui.phantom", "braingui.app.cli"])
 def test_core_imports_no_torch_no_qt(module):
     loaded = _loaded_after(f"import {module}")
     assert "torch" not in loaded and "monai" not in loaded

@@ -2,6 +2,6 @@
 
 import sys
 
-from braingui.cli import main
+from braingui.app.cli import main
 
 sys.exit(main())

@@ -265,6 +265,6 @@ def _imports(code: str) -> set[str]:
 def test_torch_free_modules_stay_torch_free():
     """The CLI, the exporters and bundle search load no torch (GUI start-up must not pay for it);
     ``tests/test_layers.py`` checks that the pipeline loads no Qt."""
-    loaded = _imports("import braingui.cli, braingui.export, braingui.inference.locate, braingui.inference.manifest")
+    loaded = _imports("import braingui.app.cli, braingui.export, braingui.inference.locate, braingui.inference.manifest")
     assert "braingui.inference.locate" in loaded
     assert not {"torch", "monai", "medcam"} & {m.split(".")[0] for m in loaded}

@@ -22,7 +22,7 @@ from braingui.inference.networks import build_network
 from inference_helpers import (RANDOM_KWARGS, make_tiny_classification_bundle, make_tiny_segmentation_bundle,  # noqa: F401
                                segmentation_manifest, single_torch_thread)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _replace_weights(folder: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ from helpers import REPO_ROOT
 
 
 def _report(monkeypatch, checks, out_dir=None):
-    import braingui.selftest as st
+    import braingui.app.selftest as st
 
     monkeypatch.setattr(st, "CHECKS", checks)
     stream = io.StringIO()
@@ -28,7 +28,7 @@ def _report(monkeypatch, checks, out_dir=None):
 
 
 def test_report_lists_every_check_and_fails_when_one_fails(monkeypatch, tmp_path):
-    import braingui.selftest as st
+    import braingui.app.selftest as st
 
     def good(state):
         assert state["out"] == tmp_path.resolve()
@@ -53,7 +53,7 @@ def test_report_lists_every_check_and_fails_when_one_fails(monkeypatch, tmp_path
 
 
 def test_temporary_output_is_removed_only_when_all_passed(monkeypatch):
-    import braingui.selftest as st
+    import braingui.app.selftest as st
 
     seen = {}
 
@@ -86,7 +86,7 @@ def test_source_selftest_passes_with_tiny_bundles(tmp_path):
            "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
            "BRAINGUI_BUNDLED_MODELS": str(tmp_path / "none"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    proc = subprocess.run([sys.executable, "-m", "braingui", "--selftest", "--models", str(models),
+    proc = subprocess.run([sys.executable, "-m", "braingui.app", "--selftest", "--models", str(models),
                            "--selftest-out", str(out)], capture_output=True, text=True, timeout=600,
                           cwd=REPO_ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
