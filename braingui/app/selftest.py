@@ -201,7 +201,7 @@ def check_3d_view(state: dict) -> dict:
     from vtkmodules.util.numpy_support import vtk_to_numpy
     from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
 
-    from braingui.ui.display_context import DisplayContext
+    from braingui.display.context import DisplayContext
     from braingui.ui.surface_view import make_surface_window
 
     ctx = DisplayContext()

@@ -1,11 +1,9 @@
 """The desktop app (PySide6 + pyqtgraph): four linked panes, controls, results and one worker thread.
 
-Data flows one way, as in FSLeyes: case and result -> :class:`display_context.DisplayContext` (the
-display options every view shares) -> the views. Modules:
+Data flows one way, as in FSLeyes: case and result -> :class:`braingui.display.context.DisplayContext`
+(the Qt-free display state every view shares, with the one display transform and the colormaps in
+:mod:`braingui.display`) -> the views, which subscribe to its ``changed`` signal. Modules:
 
-* :mod:`display` - the one display transform (RAS+ volume -> screen slice, sides, pixel <-> voxel);
-* :mod:`colormaps` - heat-map colormaps, label colours and outlines as RGBA;
-* :mod:`display_context` - the shared state and its ``changed`` signal;
 * :mod:`slice_view` - one pane; :mod:`pane_grid` - the four linked panes of the paper's Fig. 1;
 * :mod:`legend` - the Grad-CAM colour bar and the label key;
 * :mod:`controls` - depth slider, plane switch, look controls; :mod:`readout` - cursor read-out;

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from braingui import __version__
 from braingui.discovery import MODALITIES, MODALITY_TITLES
-from braingui.ui import display
+from braingui.display import planes
 
 KEYS_HELP = __doc__.split("\n\n", 1)[1].strip()
 
@@ -48,7 +48,7 @@ def install_actions(w) -> None:
     _action(w, file_menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
 
     view_menu = bar.addMenu("&View")
-    for plane, key in zip(display.PLANES, ("A", "C", "S")):
+    for plane, key in zip(planes.PLANES, ("A", "C", "S")):
         _action(w, view_menu, plane.capitalize(), lambda p=plane: ctx.set_plane(p), key)
     view_menu.addSeparator()
     for n, m in enumerate(MODALITIES, start=1):

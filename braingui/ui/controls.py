@@ -11,8 +11,8 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBo
                                QLabel, QPushButton, QSlider, QWidget)
 
 from braingui.discovery import MODALITIES, MODALITY_TITLES
-from braingui.ui import colormaps, display
-from braingui.ui.display_context import MODEL, REFERENCE, DisplayContext
+from braingui.display import colormaps, planes
+from braingui.display.context import MODEL, REFERENCE, DisplayContext
 
 
 class SliceControls(QWidget):
@@ -33,7 +33,7 @@ class SliceControls(QWidget):
         row.setContentsMargins(4, 2, 4, 2)
         self.plane_buttons: dict[str, QPushButton] = {}
         group = QButtonGroup(self)
-        for plane, key in zip(display.PLANES, ("A", "C", "S")):
+        for plane, key in zip(planes.PLANES, ("A", "C", "S")):
             b = QPushButton(plane.capitalize())
             b.setCheckable(True)
             b.setToolTip(f"{plane} plane (key {key})")
@@ -105,8 +105,8 @@ class LookControls(QWidget):
         wl.addWidget(self.win_reset)
         form.addRow("Window", wl)
         self.convention = QComboBox()
-        self.convention.addItem("Radiological (R on left)", display.RADIOLOGICAL)
-        self.convention.addItem("Neurological (L on left)", display.NEUROLOGICAL)
+        self.convention.addItem("Radiological (R on left)", planes.RADIOLOGICAL)
+        self.convention.addItem("Neurological (L on left)", planes.NEUROLOGICAL)
         self.convention.activated.connect(lambda i: ctx.set_convention(self.convention.itemData(i)))
         form.addRow("Convention", self.convention)
         self.colormap = QComboBox()

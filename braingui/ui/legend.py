@@ -7,7 +7,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
-from braingui.ui import colormaps
+from braingui.display import colormaps
 
 TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

@@ -20,10 +20,11 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QM
                                QScrollArea, QSplitter, QVBoxLayout, QWidget)
 
 from braingui import __version__
-from braingui.ui import display, jobs
+from braingui.display import planes
+from braingui.ui import jobs
 from braingui.ui.actions import install_actions
 from braingui.ui.controls import LookControls, SliceControls
-from braingui.ui.display_context import DisplayContext
+from braingui.display.context import DisplayContext
 from braingui.ui.legend import ColorBar, LabelLegend
 from braingui.ui.pane_grid import PaneGrid
 from braingui.ui.readout import CursorReadout
@@ -63,8 +64,8 @@ class MainWindow(QMainWindow):
         self._custom_factory = analysis_factory is not None
         self.analysis_factory = analysis_factory or (lambda case: jobs.analysis_job(case, self.analysis_options))
         self.interactive = interactive
-        self.ctx = DisplayContext(self)
-        self.ctx.convention = self.settings.convention if self.settings.convention in display.CONVENTIONS else display.RADIOLOGICAL
+        self.ctx = DisplayContext()
+        self.ctx.convention = self.settings.convention if self.settings.convention in planes.CONVENTIONS else planes.RADIOLOGICAL
         self.ctx.colormap = self.settings.colormap if self.settings.colormap in ("jet", "turbo", "inferno", "viridis") else "jet"
         self.runner = JobRunner(self)
         self.load_job: int | None = None
@@ -285,9 +286,9 @@ class MainWindow(QMainWindow):
         labels = self.ctx.labels
         if labels is None or not labels.any():
             return
-        area = display.per_slice(labels > 0, self.ctx.plane)
+        area = planes.per_slice(labels > 0, self.ctx.plane)
         index = int(np.argmax(area))
-        axis = display.NORMAL_AXIS[self.ctx.plane]
+        axis = planes.NORMAL_AXIS[self.ctx.plane]
         mask = np.take(labels > 0, index, axis=axis)
         centre = [int(round(c.mean())) for c in np.nonzero(mask)]
         centre.insert(axis, index)

@@ -2,7 +2,7 @@
 
 All four show the same slice of the same plane of one :class:`DisplayContext`, share pan and zoom
 (pyqtgraph view links) and draw the crosshair at the context's cursor. Each slice is cut once per
-repaint and coloured by :mod:`braingui.ui.colormaps`.
+repaint and coloured by :mod:`braingui.display.colormaps`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from braingui.discovery import MODALITY_TITLES
-from braingui.ui import colormaps, display
-from braingui.ui.display_context import DisplayContext
+from braingui.display import colormaps, planes
+from braingui.display.context import DisplayContext
 from braingui.ui.slice_view import SliceView
 
 PANES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -74,18 +74,18 @@ class PaneGrid(QWidget):
         if shape is None:
             return None
         r, c = int(np.floor(row)), int(np.floor(col))
-        rows, cols = display.slice_shape(shape, self.ctx.plane)
+        rows, cols = planes.slice_shape(shape, self.ctx.plane)
         if not (0 <= r < rows and 0 <= c < cols):
             return None
-        return display.pixel_to_voxel(r, c, self.ctx.slice_index, shape, self.ctx.plane, self.ctx.convention)
+        return planes.pixel_to_voxel(r, c, self.ctx.slice_index, shape, self.ctx.plane, self.ctx.convention)
 
     def _on_cursor(self, row: float, col: float) -> None:
         shape = self.ctx.shape
         if shape is None:
             return
-        rows, cols = display.slice_shape(shape, self.ctx.plane)
+        rows, cols = planes.slice_shape(shape, self.ctx.plane)
         r, c = int(np.clip(np.floor(row), 0, rows - 1)), int(np.clip(np.floor(col), 0, cols - 1))
-        self.ctx.set_cursor(display.pixel_to_voxel(r, c, self.ctx.slice_index, shape, self.ctx.plane, self.ctx.convention))
+        self.ctx.set_cursor(planes.pixel_to_voxel(r, c, self.ctx.slice_index, shape, self.ctx.plane, self.ctx.convention))
 
     def _on_hover(self, row: float, col: float) -> None:
         self.sigHover.emit(self._voxel_at(row, col))
@@ -109,13 +109,13 @@ class PaneGrid(QWidget):
 
     def _update_geometry(self) -> None:
         ctx = self.ctx
-        lay = display.layout(ctx.plane, ctx.convention)
+        lay = planes.layout(ctx.plane, ctx.convention)
         if ctx.case is None:
             for view in self.views.values():
                 view.set_geometry((0, 0), (1.0, 1.0), {s: "" for s in lay.sides})
             return
-        shape2d = display.slice_shape(ctx.shape, ctx.plane)
-        pix = display.pixel_size(ctx.case.grid.spacing, ctx.plane)
+        shape2d = planes.slice_shape(ctx.shape, ctx.plane)
+        pix = planes.pixel_size(ctx.case.grid.spacing, ctx.plane)
         for view in self.views.values():
             view.set_geometry(shape2d, pix, lay.sides)
         self.reset_zoom()
@@ -164,7 +164,7 @@ class PaneGrid(QWidget):
         v["overlay"].set_layer("heat", heat_rgba, opacity=ctx.heat_opacity)
         v["overlay"].set_layer("outline", colormaps.outline_rgba(labels) if labels is not None else None)
         self._update_captions(labels is not None, heat is not None)
-        row, col = display.voxel_to_pixel(ctx.cursor, ctx.shape, ctx.plane, ctx.convention)
+        row, col = planes.voxel_to_pixel(ctx.cursor, ctx.shape, ctx.plane, ctx.convention)
         for view in v.values():
             view.set_crosshair(row, col)
 

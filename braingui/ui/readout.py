@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 
 from braingui.discovery import MODALITY_TITLES
 from braingui.labels import LABEL_NAMES
-from braingui.ui.display_context import DisplayContext
+from braingui.display.context import DisplayContext
 
 
 def describe_voxel(ctx: DisplayContext, ijk) -> dict[str, str]:

@@ -5,7 +5,7 @@ zooms); middle drag or Shift+left drag pans; right drag sets window/level (horiz
 level). The pane works in millimetres: one display pixel is ``pixel_size`` mm, so anisotropic voxels
 keep their true aspect.
 
-Images arrive as display slices (:func:`braingui.ui.display.display_slice`, row 0 at the top) and are
+Images arrive as display slices (:func:`braingui.display.planes.display_slice`, row 0 at the top) and are
 drawn with pyqtgraph in row-major order with the y axis pointing down.
 """
 

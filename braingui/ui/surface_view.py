@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from braingui.labels import LABEL_COLOURS
-from braingui.ui.colormaps import LABEL_ORDER
+from braingui.display.colormaps import LABEL_ORDER
 
 LABEL_OPACITY = {2: 0.30, 1: 0.85, 4: 0.85}
 """Edema translucent so the core and the enhancing rim inside it stay visible."""

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from braingui.ui import colormaps, display
+from braingui.display import colormaps, planes
 from gui_helpers import isolated_dirs, make_window, open_and_wait  # noqa: F401 - fixtures
 from helpers import REPO_ROOT, run_cli
 
@@ -44,9 +44,9 @@ def test_window_runs_the_real_pipeline_and_shows_its_result(qtbot, tiny):
     assert {m.name for m in result.models} == {"tiny-segresnet", "tiny-densenet"}
     assert win.ctx.result is result and result.labels is not None and result.predicted_class in result.cams
     k = win.ctx.slice_index
-    expect = display.display_slice(result.labels, "axial", k)
+    expect = planes.display_slice(result.labels, "axial", k)
     np.testing.assert_array_equal(win.panes.views["segmentation"].layer_image("fill"), colormaps.label_rgba(expect))
-    heat = display.display_slice(result.cams[result.predicted_class], "axial", k)
+    heat = planes.display_slice(result.cams[result.predicted_class], "axial", k)
     np.testing.assert_array_equal(win.panes.views["gradcam"].layer_image("heat"), colormaps.heat_rgba(heat))
     assert not win.results.demo_banner.isHidden()  # the tiny bundles are demo models
     assert set(win.results.prob_bars) == set(result.class_names)

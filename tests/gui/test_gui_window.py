@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtWidgets import QMessageBox
 
-from braingui.ui import colormaps, display
+from braingui.display import colormaps, planes
 from gui_helpers import fake_result, isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
 
 def expected_panes(case, result, plane, index, convention="radiological", modality="flair"):
     """What each pane must show, built from the volumes with the display transform."""
-    img = display.display_slice(case.images[modality], plane, index, convention)  # float, windowed below
-    lab = display.display_slice(result.labels, plane, index, convention) if result is not None else None
-    heat = display.display_slice(result.cams[result.predicted_class], plane, index, convention) if result else None
+    img = planes.display_slice(case.images[modality], plane, index, convention)  # float, windowed below
+    lab = planes.display_slice(result.labels, plane, index, convention) if result is not None else None
+    heat = planes.display_slice(result.cams[result.predicted_class], plane, index, convention) if result else None
     return img, lab, heat
 
 
@@ -78,14 +78,14 @@ def test_plane_switch_shows_the_slice_through_the_cursor(analysed, qtbot, plane,
     cursor = win.ctx.cursor
     qtbot.mouseClick(win.slice_controls.plane_buttons[plane], Qt.MouseButton.LeftButton)
     assert win.ctx.plane == plane
-    index = cursor[display.NORMAL_AXIS[plane]]
+    index = cursor[planes.NORMAL_AXIS[plane]]
     assert win.ctx.slice_index == index
     assert_panes_show(win, plane, index)
-    shape2d = display.slice_shape(win.ctx.case.grid.shape, plane)
+    shape2d = planes.slice_shape(win.ctx.case.grid.shape, plane)
     assert win.panes.views["original"].layer_image("base").shape[:2] == shape2d
     v = win.panes.views["overlay"]
     assert tuple(v.label_text(s) for s in ("left", "right", "top", "bottom")) == sides
-    assert win.slice_controls.slider.maximum() == display.n_slices(win.ctx.case.grid.shape, plane)
+    assert win.slice_controls.slider.maximum() == planes.n_slices(win.ctx.case.grid.shape, plane)
 
 
 def test_keys_and_wheel_move_the_slice_and_switch_planes(analysed, qtbot):
@@ -117,7 +117,7 @@ def test_click_moves_the_linked_crosshair_and_the_readout(analysed):
     win = analysed
     view = win.panes.views["gradcam"]
     view.sigCursor.emit(10.5, 20.5)  # (row, col) of a click in display pixels
-    expect = display.pixel_to_voxel(10, 20, win.ctx.slice_index, win.ctx.case.grid.shape, "axial")
+    expect = planes.pixel_to_voxel(10, 20, win.ctx.slice_index, win.ctx.case.grid.shape, "axial")
     assert win.ctx.cursor == expect
     for v in win.panes.views.values():
         assert v.crosshair() == pytest.approx((10, 20))
@@ -139,7 +139,7 @@ def test_linked_zoom(analysed):
 def test_jump_buttons(analysed, qtbot):
     win = analysed
     qtbot.mouseClick(win.slice_controls.tumour_button, Qt.MouseButton.LeftButton)
-    area = display.per_slice(win.ctx.labels > 0, "axial")
+    area = planes.per_slice(win.ctx.labels > 0, "axial")
     assert area[win.ctx.slice_index] == area.max()
     win.ctx.set_plane("coronal")
     qtbot.mouseClick(win.slice_controls.hot_button, Qt.MouseButton.LeftButton)
@@ -157,7 +157,7 @@ def test_window_level_by_right_drag_and_control(analysed):
     win.look.win_hi.setValue(200.0)
     assert win.ctx.window == (100.0, 200.0)
     shown = win.panes.views["original"].layer_image("base")[..., 0].astype(int)
-    value = display.display_slice(win.ctx.image, "axial", win.ctx.slice_index)
+    value = planes.display_slice(win.ctx.image, "axial", win.ctx.slice_index)
     assert (shown[value <= 100] == 0).all() and (shown[value >= 200] == 255).all()
     inside = (value > 110) & (value < 190)
     assert inside.any() and ((shown[inside] > 0) & (shown[inside] < 255)).all()
@@ -301,7 +301,7 @@ def test_drop_a_folder_opens_it_and_recent_cases_are_stored(qtbot, small_case_di
 def test_reference_labels_show_before_the_analysis(qtbot, small_case_dir):
     win = make_window(qtbot)
     case = open_and_wait(qtbot, win, small_case_dir)
-    expect = display.display_slice(case.labels, "axial", win.ctx.slice_index)
+    expect = planes.display_slice(case.labels, "axial", win.ctx.slice_index)
     np.testing.assert_array_equal(win.panes.views["segmentation"].layer_image("fill"), colormaps.label_rgba(expect))
     assert win.panes.views["segmentation"].label_text("title") == "Reference labels"
     assert win.panes.views["gradcam"].layer_image("heat") is None

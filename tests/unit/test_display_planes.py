@@ -1,4 +1,4 @@
-"""The one display transform (braingui.ui.display), checked against first principles.
+"""The one display transform (braingui.display.planes), checked against first principles.
 
 Expectations come from anatomy, not from the code: ITK-SNAP's default (radiological) shows axial slices
 from the feet with the patient's left on screen right and anterior at the top, coronal slices with the
@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from braingui.ui import display
+from braingui.display import planes
 from helpers import LPS_AFFINE, make_case_folder
 
 SHAPE = (10, 12, 14)  # all different, so a transposed slice has the wrong shape
@@ -28,14 +28,14 @@ def decode(v: int) -> tuple[int, int, int]:
     return v // 10000, (v // 100) % 100, v % 100
 
 
-@pytest.mark.parametrize("convention", display.CONVENTIONS)
-@pytest.mark.parametrize("plane", display.PLANES)
+@pytest.mark.parametrize("convention", planes.CONVENTIONS)
+@pytest.mark.parametrize("plane", planes.PLANES)
 def test_every_pixel_shows_the_voxel_anatomy_predicts(plane, convention):
     vol = coded_volume()
     X, Y, Z = SHAPE
     k = 5
-    sl = display.display_slice(vol, plane, k, convention)
-    radiological = convention == display.RADIOLOGICAL
+    sl = planes.display_slice(vol, plane, k, convention)
+    radiological = convention == planes.RADIOLOGICAL
     for r in range(sl.shape[0]):
         for c in range(sl.shape[1]):
             x, y, z = decode(int(sl[r, c]))
@@ -50,22 +50,22 @@ def test_every_pixel_shows_the_voxel_anatomy_predicts(plane, convention):
 @pytest.mark.parametrize("plane,shape2d", [("axial", (12, 10)), ("coronal", (14, 10)), ("sagittal", (14, 12))])
 def test_slice_shape_and_count(plane, shape2d):
     vol = coded_volume()
-    assert display.display_slice(vol, plane, 0).shape == shape2d
-    assert display.slice_shape(SHAPE, plane) == shape2d
-    assert display.n_slices(SHAPE, plane) == SHAPE[display.NORMAL_AXIS[plane]]
+    assert planes.display_slice(vol, plane, 0).shape == shape2d
+    assert planes.slice_shape(SHAPE, plane) == shape2d
+    assert planes.n_slices(SHAPE, plane) == SHAPE[planes.NORMAL_AXIS[plane]]
 
 
-@pytest.mark.parametrize("convention", display.CONVENTIONS)
-@pytest.mark.parametrize("plane", display.PLANES)
+@pytest.mark.parametrize("convention", planes.CONVENTIONS)
+@pytest.mark.parametrize("plane", planes.PLANES)
 def test_pixel_voxel_round_trip(plane, convention):
     vol = coded_volume()
     rng = np.random.default_rng(1)
     for _ in range(30):
         ijk = tuple(int(rng.integers(0, n)) for n in SHAPE)
-        index = ijk[display.NORMAL_AXIS[plane]]
-        r, c = display.voxel_to_pixel(ijk, SHAPE, plane, convention)
-        assert display.display_slice(vol, plane, index, convention)[r, c] == vol[ijk]
-        assert display.pixel_to_voxel(r, c, index, SHAPE, plane, convention) == ijk
+        index = ijk[planes.NORMAL_AXIS[plane]]
+        r, c = planes.voxel_to_pixel(ijk, SHAPE, plane, convention)
+        assert planes.display_slice(vol, plane, index, convention)[r, c] == vol[ijk]
+        assert planes.pixel_to_voxel(r, c, index, SHAPE, plane, convention) == ijk
 
 
 @pytest.mark.parametrize("plane,convention,sides", [
@@ -76,24 +76,24 @@ def test_pixel_voxel_round_trip(plane, convention):
     ("sagittal", "neurological", {"left": "A", "right": "P", "top": "S", "bottom": "I"}),
 ])
 def test_side_letters(plane, convention, sides):
-    assert display.layout(plane, convention).sides == sides
+    assert planes.layout(plane, convention).sides == sides
 
 
 def test_out_of_range_slice_and_bad_names_are_refused():
     vol = coded_volume()
     with pytest.raises(IndexError):
-        display.display_slice(vol, "axial", SHAPE[2])
+        planes.display_slice(vol, "axial", SHAPE[2])
     with pytest.raises(ValueError):
-        display.layout("oblique")
+        planes.layout("oblique")
     with pytest.raises(ValueError):
-        display.layout("axial", "upside-down")
+        planes.layout("axial", "upside-down")
 
 
 def test_pixel_size_follows_the_axes():
     spacing = (0.9, 1.1, 3.0)
-    assert display.pixel_size(spacing, "axial") == (1.1, 0.9)      # rows run along y, columns along x
-    assert display.pixel_size(spacing, "coronal") == (3.0, 0.9)
-    assert display.pixel_size(spacing, "sagittal") == (3.0, 1.1)
+    assert planes.pixel_size(spacing, "axial") == (1.1, 0.9)      # rows run along y, columns along x
+    assert planes.pixel_size(spacing, "coronal") == (3.0, 0.9)
+    assert planes.pixel_size(spacing, "sagittal") == (3.0, 1.1)
 
 
 @pytest.mark.parametrize("plane,convention,quadrant", [
@@ -122,8 +122,8 @@ def test_a_left_anterior_superior_marker_in_an_lps_file_lands_where_itk_snap_sho
     case = load_case(tmp_path / "case")
     img = case.images["flair"]
     ijk = np.argwhere(img == 1000.0)[0]
-    index = int(ijk[display.NORMAL_AXIS[plane]])
-    sl = display.display_slice(img, plane, index, convention)
+    index = int(ijk[planes.NORMAL_AXIS[plane]])
+    sl = planes.display_slice(img, plane, index, convention)
     r, c = np.argwhere(sl == 1000.0)[0]
     rows, cols = sl.shape
     assert (r < rows / 2) == (quadrant[0] == "top")
@@ -134,16 +134,16 @@ def test_per_slice_reduces_over_the_plane():
     vol = np.zeros(SHAPE)
     vol[3, 4, 5] = 2.0
     vol[3, 1, 5] = 1.0
-    assert np.argmax(display.per_slice(vol, "axial")) == 5
-    assert np.argmax(display.per_slice(vol, "sagittal", "max")) == 3
-    assert display.per_slice(vol, "coronal")[4] == 2.0
+    assert np.argmax(planes.per_slice(vol, "axial")) == 5
+    assert np.argmax(planes.per_slice(vol, "sagittal", "max")) == 3
+    assert planes.per_slice(vol, "coronal")[4] == 2.0
 
 
-@pytest.mark.parametrize("convention", display.CONVENTIONS)
-@pytest.mark.parametrize("plane", display.PLANES)
+@pytest.mark.parametrize("convention", planes.CONVENTIONS)
+@pytest.mark.parametrize("plane", planes.PLANES)
 def test_slice_stack_holds_the_display_slices(plane, convention):
     vol = coded_volume()
-    stack = display.slice_stack(vol, plane, convention)
-    assert stack.flags.c_contiguous and len(stack) == display.n_slices(SHAPE, plane)
+    stack = planes.slice_stack(vol, plane, convention)
+    assert stack.flags.c_contiguous and len(stack) == planes.n_slices(SHAPE, plane)
     for k in range(len(stack)):
-        np.testing.assert_array_equal(stack[k], display.display_slice(vol, plane, k, convention))
+        np.testing.assert_array_equal(stack[k], planes.display_slice(vol, plane, k, convention))

@@ -16,12 +16,12 @@ switching planes shows the slice through the point the user looked at last.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
 
 from braingui.case import Case
 from braingui.discovery import MODALITIES
 from braingui.results import AnalysisResult
-from braingui.ui import colormaps, display
+from braingui.display import colormaps, planes
+from braingui.display.signal import Signal
 
 MAX_STACKS = 6
 """Slice stacks kept (shown volumes x planes); each is one copy of a volume (~36 MB at 240x240x155 float32)."""
@@ -30,17 +30,15 @@ MODEL, REFERENCE = "model", "reference"
 """Label sources: the model's segmentation, or the label map that came with the case."""
 
 
-class DisplayContext(QObject):
-    """Shared state of the linked views; emits ``changed(frozenset[str])``."""
+class DisplayContext:
+    """Shared state of the linked views; emits ``changed(frozenset[str])``. Plain Python: no Qt."""
 
-    changed = Signal(object)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
+    def __init__(self):
+        self.changed = Signal()
         self.case: Case | None = None
         self.result: AnalysisResult | None = None
-        self.plane = display.AXIAL
-        self.convention = display.RADIOLOGICAL
+        self.plane = planes.AXIAL
+        self.convention = planes.RADIOLOGICAL
         self.cursor = (0, 0, 0)
         self.modality = "flair"
         self.windows: dict[str, tuple[float, float]] = {}
@@ -84,22 +82,22 @@ class DisplayContext(QObject):
     @property
     def slice_index(self) -> int:
         """The slice shown (along the plane's normal axis)."""
-        return int(self.cursor[display.NORMAL_AXIS[self.plane]])
+        return int(self.cursor[planes.NORMAL_AXIS[self.plane]])
 
     @property
     def n_slices(self) -> int:
         """Slices in the current plane (0 without a case)."""
-        return 0 if self.case is None else display.n_slices(self.shape, self.plane)
+        return 0 if self.case is None else planes.n_slices(self.shape, self.plane)
 
     def set_plane(self, plane: str) -> None:
-        if plane not in display.PLANES:
+        if plane not in planes.PLANES:
             raise ValueError(plane)
         if plane != self.plane:
             self.plane = plane
             self.changed.emit(frozenset({"plane", "cursor"}))
 
     def set_convention(self, convention: str) -> None:
-        display.layout(self.plane, convention)  # validates
+        planes.layout(self.plane, convention)  # validates
         if convention != self.convention:
             self.convention = convention
             self.changed.emit(frozenset({"plane"}))
@@ -109,7 +107,7 @@ class DisplayContext(QObject):
         if self.case is None:
             return
         cur = list(self.cursor)
-        cur[display.NORMAL_AXIS[self.plane]] = int(np.clip(index, 0, self.n_slices - 1))
+        cur[planes.NORMAL_AXIS[self.plane]] = int(np.clip(index, 0, self.n_slices - 1))
         self.set_cursor(tuple(cur))
 
     def step_slice(self, steps: int) -> None:
@@ -219,9 +217,9 @@ class DisplayContext(QObject):
         return self.result.cams.get(self.cam_class) if self.cam_class else None
 
     def display_slice(self, volume: np.ndarray | None, transform=None) -> np.ndarray | None:
-        """The current slice of ``volume`` as shown on screen (:func:`display.display_slice`).
+        """The current slice of ``volume`` as shown on screen (:func:`planes.display_slice`).
 
-        Reads from a cached :func:`display.slice_stack` of the volume (built on first use per plane and
+        Reads from a cached :func:`planes.slice_stack` of the volume (built on first use per plane and
         convention), so a slider step costs a contiguous read. ``transform`` (e.g.
         :func:`colormaps.heat_index`) is applied to the whole volume before stacking.
         """
@@ -231,7 +229,7 @@ class DisplayContext(QObject):
         entry = self._stacks.pop(key, None)
         if entry is None or entry[0] is not volume:
             data = volume if transform is None else transform(volume)
-            entry = (volume, display.slice_stack(data, self.plane, self.convention))
+            entry = (volume, planes.slice_stack(data, self.plane, self.convention))
         self._stacks[key] = entry  # most recently used last
         while len(self._stacks) > MAX_STACKS:
             self._stacks.pop(next(iter(self._stacks)))
@@ -256,7 +254,7 @@ class DisplayContext(QObject):
         if bounds is None:
             return None
         lo, hi = bounds
-        corners = [display.voxel_to_pixel(c, self.shape, self.plane, self.convention)
+        corners = [planes.voxel_to_pixel(c, self.shape, self.plane, self.convention)
                    for c in (lo, tuple(h - 1 for h in hi))]
         rows, cols = [c[0] for c in corners], [c[1] for c in corners]
         return min(rows), max(rows), min(cols), max(cols)
