@@ -1,6 +1,7 @@
 """braingui: an offline workstation for interpretable brain-tumour MRI analysis.
 
-Architecture (the direction of imports is the architecture; ``tests/test_layers.py`` checks it):
+Architecture (the direction of imports is the architecture; the import-linter contracts in
+``pyproject.toml``, run by ``tests/unit/test_layers.py``, check it):
 
 ``braingui`` (this package, the *core*)
     Pure numpy + nibabel: case discovery (:mod:`braingui.discovery`), safe NIfTI reading
@@ -12,6 +13,9 @@ Architecture (the direction of imports is the architecture; ``tests/test_layers.
 ``braingui.inference``
     torch + MONAI + medcam, no Qt: model bundles, networks, the predictor, Grad-CAM and the
     pipeline generator that yields progress events and returns one result.
+``braingui.display``
+    The Qt-free display model (numpy only): the one display transform, colormaps and the
+    ``DisplayContext`` the linked views share, with a plain callback signal.
 ``braingui.ui``
     PySide6 + pyqtgraph + vtk: views, controls, the one QThread worker and the main window.
 ``braingui.app``

@@ -4,24 +4,49 @@ Conventions (value -> meaning):
 
 * ``brats`` (BraTS 2017-2022): 1 necrotic / non-enhancing core, 2 edema, 4 enhancing tumour;
 * ``brats2023`` (BraTS 2023+): 1 necrotic core, 2 edema, 3 enhancing tumour;
-* ``msd`` (Medical Segmentation Decathlon Task01): 1 edema, 2 non-enhancing tumour, 3 enhancing tumour.
+* ``msd`` (Medical Segmentation Decathlon Task01): 1 edema, 2 non-enhancing tumour, 3 enhancing tumour;
+* ``brats2013`` (BRATS 2013-2015, SMIR ``*OT*`` / ``*truth*`` files): 1 necrosis, 2 edema, 3 non-enhancing
+  tumour, 4 enhancing tumour -> internal 1, 2, 1, 4 (necrosis and non-enhancing are both the BraTS 2017+
+  "necrotic / non-enhancing core", which is how BraTS 2017 merged them);
+* ``brats2012`` (BRATS 2012 ``*truth*`` files): 1 edema, 2 active tumour core -> internal 2, 1. The 2012
+  annotation does not split the core, and the internal convention has no "core, enhancement unknown"
+  value: the core is held as 1, which makes TC and WT exact and the reference ET *empty* - not a
+  measurement. :func:`detect_convention` says so in its note, and ET of such a reference means nothing.
 
 Inside the app every label map is held in the ``brats`` convention (uint8, values 0/1/2/4); regions are
 ET = {4}, TC = {1, 4}, WT = {1, 2, 4}. MONAI's ``ConvertToMultiChannelBasedOnBratsClasses`` is wrong for
 MSD labels, hence this module.
+
+Detection (:func:`detect_convention`), first match wins: a forced or layout-given convention; the file
+name (a ``truth`` name with values within {1, 2} is BRATS 2012, any other ``truth`` or an ``OT`` token is
+BRATS 2013-2015); values 3 and 4 together (BRATS 2013-2015, the only convention with both); 4 (BraTS);
+1/2/3 (BraTS 2023 or MSD by the largest region).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 
-BRATS, BRATS2023, MSD = "brats", "brats2023", "msd"
+BRATS, BRATS2023, MSD, BRATS2013, BRATS2012 = "brats", "brats2023", "msd", "brats2013", "brats2012"
 CONVENTIONS: dict[str, dict[int, str]] = {
     BRATS: {1: "core", 2: "edema", 4: "enhancing"},
     BRATS2023: {1: "core", 2: "edema", 3: "enhancing"},
     MSD: {1: "edema", 2: "core", 3: "enhancing"},
+    BRATS2013: {1: "core", 2: "edema", 3: "core", 4: "enhancing"},
+    BRATS2012: {1: "edema", 2: "core"},
 }
-CONVENTION_TITLES = {BRATS: "BraTS 2017-2022 (1/2/4)", BRATS2023: "BraTS 2023+ (1/2/3)", MSD: "MSD Task01 (1 edema, 2 non-enhancing, 3 enhancing)"}
+CONVENTION_TITLES = {
+    BRATS: "BraTS 2017-2022 (1/2/4)",
+    BRATS2023: "BraTS 2023+ (1/2/3)",
+    MSD: "MSD Task01 (1 edema, 2 non-enhancing, 3 enhancing)",
+    BRATS2013: "BRATS 2013-2015 (1 necrosis, 2 edema, 3 non-enhancing, 4 enhancing)",
+    BRATS2012: "BRATS 2012 (1 edema, 2 tumour core)",
+}
+BRATS2012_NOTE = ("read as BRATS 2012 (1 edema, 2 tumour core): the core is not split, so TC and WT are exact "
+                  "but the reference has no enhancing tumour (its ET is empty, not measured)")
 
 # The internal (BraTS) value of each tissue class.
 CORE, EDEMA, ENHANCING = 1, 2, 4
@@ -43,20 +68,45 @@ REGIONS: tuple[str, ...] = ("ET", "TC", "WT")
 REGION_TITLES = {"ET": "enhancing tumour", "TC": "tumour core", "WT": "whole tumour"}
 
 
-def detect_convention(values: set[int], hint: str | None = None, counts: dict[int, int] | None = None) -> tuple[str, str | None]:
-    """Decide which convention a label map uses.
+def name_kind(name: str | None) -> str | None:
+    """``"truth"`` for a ``*truth*`` file name, ``"ot"`` for one with an ``OT`` token, else ``None``.
+
+    Args:
+        name: a file name such as ``BRATS_HG0015_truth.mha`` or ``VSD.Brain_3more.XX.O.OT.54517.mha``.
+    """
+    if not name:
+        return None
+    tokens = [t for t in re.split(r"[_\-.\s()]+", Path(name).name.lower()) if t]
+    if any("truth" in t for t in tokens):
+        return "truth"
+    return "ot" if "ot" in tokens else None
+
+
+def detect_convention(values: set[int], hint: str | None = None, counts: dict[int, int] | None = None,
+                      name: str | None = None) -> tuple[str, str | None]:
+    """Decide which convention a label map uses (the order is in the module docstring).
 
     Args:
         values: the distinct non-zero values of the map.
-        hint: the convention implied by where the map came from (MSD layout, BraTS 2023 names), if any.
+        hint: the convention implied by where the map came from (MSD layout, BraTS 2023 names, or
+            ``--labels``), if any.
         counts: voxels per value; with values {1, 2, 3} and no hint the largest region is taken as edema
             (2 in BraTS 2023, 1 in MSD).
+        name: the label file's name (``*truth*`` and ``*OT*`` names are BRATS 2012-2015 ground truth).
 
     Returns:
-        ``(convention, note)``; ``note`` explains a guess or is ``None``.
+        ``(convention, note)``; ``note`` explains a guess (or the limits of BRATS 2012 labels) or is ``None``.
     """
     if hint in CONVENTIONS:
-        return hint, None
+        return hint, BRATS2012_NOTE if hint == BRATS2012 else None
+    kind = name_kind(name)
+    if kind == "truth" and values <= {1, 2}:
+        return BRATS2012, BRATS2012_NOTE
+    if kind is not None:
+        return BRATS2013, None
+    if {3, 4} <= values:
+        return BRATS2013, "labels 1-4 with both 3 and 4: read as BRATS 2013-2015 (1 necrosis, 2 edema, " \
+                          "3 non-enhancing, 4 enhancing)"
     if 4 in values:
         return BRATS, None
     if 3 in values:

@@ -21,14 +21,15 @@ from __future__ import annotations
 import gzip
 import os
 import pathlib
-import tempfile
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-MODALITIES = ("flair", "t1", "t1ce", "t2")
+from braingui.atomic import write_bytes
+from braingui.discovery import MODALITIES
+
 REFERENCE_FOV_MM = (240.0, 240.0, 155.0)
 DESCRIP = b"braingui synthetic phantom - not a patient"
 
@@ -325,26 +326,6 @@ def _to_orientation(array, spacing, orientation):
     raise ValueError(f"orientation must be 'LPS' or 'RAS', got {orientation!r}")
 
 
-def _write_atomic(image, target):
-    """Write ``image`` gzip-compressed to ``target`` via a temp file; never replace an existing file."""
-    data = gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        try:
-            os.link(tmp, target)  # atomic and refuses to overwrite
-        except FileExistsError:
-            raise FileExistsError(f"{target}: already exists, not overwritten") from None
-        except OSError:  # file system without hard links
-            if target.exists():
-                raise FileExistsError(f"{target}: already exists, not overwritten") from None
-            os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_phantom(phantom: Phantom, folder, case_id="SYNTHETIC_braingui_demo", with_labels=True,
                  orientation="LPS") -> dict[str, pathlib.Path]:
     """Write ``phantom`` as ``<folder>/<case_id>_<modality>.nii.gz`` (+ ``_seg``), BraTS 2018 style.
@@ -366,6 +347,7 @@ def save_phantom(phantom: Phantom, folder, case_id="SYNTHETIC_braingui_demo", wi
     Raises:
         ValueError: bad ``case_id`` or ``orientation``.
         FileExistsError: a target file exists (nothing is overwritten; the check runs before writing).
+        OSError: a file cannot be written (a full disk, permissions); the files this call wrote are removed.
     """
     if "SYNTHETIC" not in case_id or any(sep in case_id for sep in ("/", "\\", os.sep)) or case_id.startswith("."):
         raise ValueError(f"case_id must contain 'SYNTHETIC' and be a plain file name, got {case_id!r}")
@@ -379,15 +361,23 @@ def save_phantom(phantom: Phantom, folder, case_id="SYNTHETIC_braingui_demo", wi
         if path.exists():
             raise FileExistsError(f"{path}: already exists, not overwritten")
     folder.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        data, affine = _to_orientation(array, phantom.spacing, orientation)
-        image = nib.Nifti1Image(data, affine)
-        image.header.set_data_dtype(data.dtype)
-        image.header.set_xyzt_units("mm", "sec")
-        image.header["descrip"] = DESCRIP
-        image.set_qform(affine, code=1)
-        image.set_sform(affine, code=1)
-        _write_atomic(image, paths[name])
+    written: list[pathlib.Path] = []
+    try:
+        for name, array in arrays.items():
+            data, affine = _to_orientation(array, phantom.spacing, orientation)
+            image = nib.Nifti1Image(data, affine)
+            image.header.set_data_dtype(data.dtype)
+            image.header.set_xyzt_units("mm", "sec")
+            image.header["descrip"] = DESCRIP
+            image.set_qform(affine, code=1)
+            image.set_sform(affine, code=1)
+            # gzip with mtime=0: the same phantom gives the same bytes; overwrite=False never replaces a file
+            write_bytes(gzip.compress(image.to_bytes(), compresslevel=6, mtime=0), paths[name], overwrite=False)
+            written.append(paths[name])
+    except BaseException:  # a full disk, an interrupt: no half case stays behind (these files are new)
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return paths
 
 

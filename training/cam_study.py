@@ -1,8 +1,26 @@
-"""How well does Grad-CAM localise the tumour? A small study on a classification bundle (analysis only).
+"""Which heat map localises the tumour, and which layer? The CAM study of a classification bundle (analysis only).
 
-For each case of a labelled set (e.g. the synthetic held-out set) it computes, on the classifier's input
-grid, the fraction of the Grad-CAM mass (ReLU, min-max normalised, trilinear upsampling, as medcam)
-inside the true whole tumour for several variants of the target score and layer:
+Two modes.
+
+``--table`` (the default when no ``--cpm`` is given): every CAM method (Grad-CAM, Grad-CAM++, HiResCAM,
+LayerCAM) at every dense block and transition, on the 60 held-out synthetic phantoms of the bundle's model
+card (``model_card.evaluation.generator``; regenerated into ``--heldout`` when missing) and on the real
+BraTS cases of ``--brats`` (their own expert label maps; skipped when the folder is absent). Per set it
+prints mean +- sd of the map's mass in the whole tumour (WT), the enrichment (mass in WT / WT's fraction
+of the brain; 1 = a uniform map), the pointing game (hottest voxel in WT, % of cases), the deletion gain
+and the model-randomisation Spearman (:mod:`training.cam_table`: the app's own metric modules, on the
+classifier's input grid, the map of the predicted class). Deletion and randomisation cost ~100 forwards
+per case, so they run on a fixed subset (``--faith-per-class`` synthetic phantoms per class and
+``--faith-real`` real cases, all 14 by default); the tables say on how many cases. The default method and
+layer are then chosen by :data:`training.cam_table.RULE` and printed with their per-case numbers.
+Outputs in ``--out``: ``cam_table_per_case.csv`` (one row per case x method x layer; the run resumes,
+skipping the cases already there), ``cam_table_summary.csv``, ``cam_table.json`` (settings, timings,
+summary, choice, per case), ``cam_table_settings.json`` and ``cam_table.log``. Torch runs on one thread
+unless ``--threads`` says otherwise.
+
+Layer study (with ``--cpm``): for each case of a labelled set it computes, on the classifier's input grid,
+the fraction of the Grad-CAM mass (ReLU, min-max normalised, trilinear upsampling, as medcam) inside the
+true whole tumour for several variants of the target score and layer:
 
 * ``logit`` — the gradient of the predicted class's logit (Grad-CAM as in the paper / medcam);
 * ``logprob`` — the gradient of its log-softmax, ``y_c - logsumexp(y)``: evidence *for c against the
@@ -14,11 +32,12 @@ inside the true whole tumour for several variants of the target score and layer:
   replaced by the mean of the other brain voxels of each channel. A class it still predicts without the
   tumour is decided by evidence outside it, and no heat map can then be "inside the tumour".
 
-The ``logit`` variant at ``features.denseblock1`` is what the app shows (checked against the medcam
-adapter's map: the correlation is printed). Nothing here changes the app.
+The ``logit`` variant at the bundle's layer is checked against the app's medcam adapter map there (the
+correlation is printed). Nothing here changes the app.
 
+    python -m training.cam_study --table --out runs/cam_table
     python -m training.cam_study --cls-bundle braingui/models/demo-densenet169 --cpm runs/data/synth_heldout_v2 \\
-        --out runs/cam_study
+        --layers features.denseblock1 --out runs/cam_study
 """
 
 from __future__ import annotations
@@ -76,18 +95,48 @@ def occluded_prediction(network: torch.nn.Module, x: torch.Tensor, wt: np.ndarra
         return classes[int(network(occ).argmax(1))]
 
 
-def main(argv: list[str] | None = None) -> int:
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BUNDLE = REPO / "braingui" / "models" / "demo-densenet169"
+DEFAULT_HELDOUT = REPO / "runs" / "data" / "synth_heldout_v2"
+DEFAULT_BRATS = REPO.parent / "shared" / "data" / "brats2018"
+LEGACY_LAYERS = ["features.denseblock1", "features.denseblock2"]
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.cam_study", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cls-bundle", type=Path, required=True)
-    p.add_argument("--cpm", type=Path, required=True, help="labelled set with label maps (synthetic_types layout)")
-    p.add_argument("--layers", nargs="+", default=["features.denseblock1", "features.denseblock2"])
-    p.add_argument("--max-cases", type=int, default=None)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--cls-bundle", type=Path, default=DEFAULT_BUNDLE, help="classification bundle (default the demo)")
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--max-cases", type=int, default=None, help="at most N cases per set (quick checks)")
+    p.add_argument("--layers", nargs="+", default=None,
+                   help=f"layers (table default: every dense block and transition; layer study: {' '.join(LEGACY_LAYERS)})")
+    p.add_argument("--cpm", type=Path, default=None, help="layer study: labelled set with label maps (synthetic_types layout)")
+    t = p.add_argument_group("table (--table)")
+    t.add_argument("--table", action="store_true", help="every method x layer on the held-out and real sets")
+    t.add_argument("--methods", nargs="+", default=None, help="CAM methods (default all)")
+    t.add_argument("--heldout", type=Path, default=DEFAULT_HELDOUT,
+                   help="synthetic held-out set (regenerated from the model card's generator when missing)")
+    t.add_argument("--brats", type=Path, default=DEFAULT_BRATS, help="folder of real labelled cases (skipped if absent)")
+    t.add_argument("--faith-per-class", type=int, default=4,
+                   help="synthetic phantoms per class that also get deletion + randomisation (default 4)")
+    t.add_argument("--faith-real", type=int, default=None, help="real cases that get them (default all)")
+    t.add_argument("--draws", type=int, default=3, help="randomisation draws (default 3, as the app)")
+    t.add_argument("--random-draws", type=int, default=2, help="random deletion draws (default 2, as the app)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    if args.table or args.cpm is None:
+        return run_table(args)
+    return layer_study(args)
+
+
+def layer_study(args: argparse.Namespace) -> int:
+    """The layer-variant study and occlusion test (see the module docstring)."""
+    layers = args.layers or LEGACY_LAYERS
     from braingui.inference.manifest import read_bundle
     from braingui.inference.predictor import Predictor
     from braingui.preprocess import prepare_classification
@@ -105,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         wt = inp.grid_map.forward(lab.regions(case.labels)["WT"].astype(np.float32)) > 0.5
         x = model.tensor(inp.array)
         row = {"case": lc.ref.name, "true": lc.label}
-        for layer in args.layers:
+        for layer in layers:
             for target in ("logit", "logprob", "hires"):
                 cam, c = grad_cam(network, x, layer, target)
                 row[f"{target}@{layer}"] = round(cam_mass_inside(cam, wt), 4)
-                if layer == "features.denseblock1" and target == "logit":
+                row["predicted"] = bundle.manifest.classification.classes[c]
+                if layer == bundle.manifest.classification.cam_layer and target == "logit":
                     _, medcam_map = model.explain(inp.array, c)
                     row["corr_with_app_map"] = round(float(np.corrcoef(cam.ravel(), medcam_map.ravel())[0, 1]), 4)
-                    row["predicted"] = bundle.manifest.classification.classes[c]
         row["occluded"] = occluded_prediction(network, x, wt, bundle.manifest.classification.classes)
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -130,6 +179,169 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=2))
     return 0
 
+
+
+SETS = {"synthetic": "held-out synthetic phantoms (the model card's generator)",
+        "real": "real BraTS 2018 cases, their own expert label maps"}
+
+
+def heldout_cases(folder: Path, card: dict, log) -> list:
+    """The synthetic held-out set's labelled cases; regenerated from the card's generator settings when missing."""
+    from training.synthetic_types import GENERATOR_VERSION, generate
+
+    if not (folder / "training_data_classification_labels.csv").exists():
+        gen = card.get("evaluation", {}).get("generator")
+        if not gen:
+            raise SystemExit(f"{folder}: no held-out set there and no generator recorded in the model card")
+        if gen.get("version", GENERATOR_VERSION) != GENERATOR_VERSION:
+            raise SystemExit(f"{folder}: missing, and the card's set was made by synthetic_types version "
+                             f"{gen.get('version')}, this code is version {GENERATOR_VERSION}")
+        log.info("regenerating the synthetic held-out set %s in %s", gen, folder)
+        generate(folder, per_class=gen["per_class"], seed=gen["seed"], shape=tuple(gen["shape"]),
+                 spacing=tuple(gen["spacing"]), prefix=gen["prefix"], progress=False)
+    return cpm_radpath_cases(folder)
+
+
+def case_plan(args: argparse.Namespace, card: dict, log) -> list[dict]:
+    """The cases to score, in order (real first): set, case, ref, true class, grade, faith (deletion + randomisation)."""
+    from training.data import brats_cases
+
+    plan = []
+    if args.brats and args.brats.is_dir():
+        grades_csv = args.brats / "grades.csv"
+        grades = {}
+        if grades_csv.is_file():
+            import csv
+
+            with open(grades_csv, newline="") as f:
+                grades = {r["case_id"]: r["grade"] for r in csv.DictReader(f) if "case_id" in r and "grade" in r}
+        refs = brats_cases(args.brats)[: args.max_cases]
+        n_faith = len(refs) if args.faith_real is None else args.faith_real
+        plan += [{"set": "real", "case": r.name, "ref": r, "true": "", "grade": grades.get(r.name, ""),
+                  "faith": i < n_faith} for i, r in enumerate(refs)]
+    else:
+        log.info("real cases: %s absent; the real set is skipped", args.brats)
+    synth = heldout_cases(args.heldout, card, log)[: args.max_cases]
+    seen: dict[str, int] = {}
+    for lc in synth:
+        seen[lc.label] = seen.get(lc.label, 0) + 1
+        plan.append({"set": "synthetic", "case": lc.ref.name, "ref": lc.ref, "true": lc.label, "grade": "",
+                     "faith": seen[lc.label] <= args.faith_per_class})
+    return sorted(plan, key=lambda c: (c["set"] != "real", not c["faith"]))
+
+
+def _read_done(path: Path, n_pairs: int) -> list[dict]:
+    """Rows of the cases already complete in the per-case CSV (a case with fewer than ``n_pairs`` rows is redone)."""
+    import csv
+
+    from training.cam_table import parse_row
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [parse_row(r) for r in csv.DictReader(f)]
+    count: dict[tuple[str, str], int] = {}
+    for r in rows:
+        count[(r["set"], r["case"])] = count.get((r["set"], r["case"]), 0) + 1
+    return [r for r in rows if count[(r["set"], r["case"])] == n_pairs]
+
+
+def _write_csv(path: Path, rows: list[dict], fields) -> None:
+    import csv
+    import io
+
+    from braingui import atomic
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic.write_text(buf.getvalue(), path)
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """``--table``: every method x layer on both sets, printed, written, the default chosen (module docstring)."""
+    import time
+
+    from braingui.explanation import brain_mask
+    from braingui.inference.cam_methods import METHODS
+    from braingui.inference.manifest import read_bundle
+    from braingui.inference.predictor import Predictor
+    from braingui.preprocess import prepare_classification
+    from training import common
+    from training.cam_table import FIELDS, RULE, case_rows, choose_default, format_table, pairs_of, summarise
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = common.file_logger(f"training.cam_study.{args.out}", args.out / "cam_table.log")
+    bundle = read_bundle(args.cls_bundle)
+    model = Predictor("cpu").load(bundle)
+    network = model.network.eval()
+    for prm in network.parameters():  # no weight gradients: the maps are the same, the backward cheaper
+        prm.requires_grad_(False)
+    classes = list(bundle.manifest.classification.classes)
+    pairs = pairs_of(network, args.methods or METHODS, args.layers)
+    settings = {"bundle": bundle.name, "sha256": bundle.manifest.sha256, "pairs": [list(p) for p in pairs],
+                "randomisation_draws": args.draws, "random_deletion_draws": args.random_draws,
+                "faith_per_class": args.faith_per_class, "faith_real": args.faith_real, "max_cases": args.max_cases}
+    settings_path = args.out / "cam_table_settings.json"
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+        raise SystemExit(f"{args.out} holds a table made with other settings ({settings_path}); "
+                         "give another --out or delete it")
+    common.write_json(settings_path, settings)
+    plan = case_plan(args, dict(bundle.manifest.model_card), log)
+    csv_path = args.out / "cam_table_per_case.csv"
+    rows = _read_done(csv_path, len(pairs))
+    done = {(r["set"], r["case"]) for r in rows}
+    todo = [c for c in plan if (c["set"], c["case"]) not in done]
+    log.info("%s: %d method x layer pairs; %d cases planned, %d already in %s, %d to do (torch threads %d)",
+             bundle.name, len(pairs), len(plan), len(plan) - len(todo), csv_path, len(todo), torch.get_num_threads())
+    t_start = time.time()
+    for i, c in enumerate(todo):
+        t0 = time.time()
+        case = load_ref(c["ref"])
+        inp = prepare_classification(case.stack(model.prep.channels), model.prep)
+        wt = inp.grid_map.forward(lab.regions(case.labels)["WT"].astype(np.float32)) > 0.5
+        meta = {k: c[k] for k in ("set", "case", "true", "grade")}
+        new = case_rows(network, model.tensor(inp.array), wt, brain_mask(inp.array), classes, pairs, c["faith"],
+                        args.draws, args.random_draws, meta)
+        rows += new
+        _write_csv(csv_path, rows, FIELDS)
+        elapsed = time.time() - t_start
+        log.info("%d/%d %s %s%s: predicted %s, %.0f s; done in about %.0f min", i + 1, len(todo), c["set"], c["case"],
+                 " (+ deletion, randomisation)" if c["faith"] else "", new[0]["predicted"], time.time() - t0,
+                 elapsed / (i + 1) * (len(todo) - i - 1) / 60)
+    planned = {(c["set"], c["case"]) for c in plan}
+    rows = [r for r in rows if (r["set"], r["case"]) in planned]
+    summary = summarise(rows, pairs)
+    _write_csv(args.out / "cam_table_summary.csv", summary, list(summary[0]) if summary else ["set"])
+    sets = [s for s in SETS if any(r["set"] == s for r in rows)]
+    choice = choose_default(summary, "real" if "real" in sets else "synthetic") if summary else None
+    seconds = {s: {"faith": float(np.mean([r["seconds"] for r in rows if r["set"] == s and r["faith"]] or [np.nan])),
+                   "localisation_only": float(np.mean([r["seconds"] for r in rows if r["set"] == s and not r["faith"]]
+                                                      or [np.nan]))} for s in sets}
+    report = {"settings": settings, "sets": {s: SETS[s] for s in sets}, "grid": "classifier input grid",
+              "map": "the predicted class's map, upsampled trilinearly to the input grid; brain = non-zero in any "
+                     "sequence; WT = the case's own label map", "rule": RULE, "default": choice,
+              "seconds_per_case": seconds, "summary": summary, "per_case": rows}
+    common.write_json(args.out / "cam_table.json", report)
+    for s in sets:
+        n = len({r["case"] for r in rows if r["set"] == s})
+        nf = len({r["case"] for r in rows if r["set"] == s and r["faith"]})
+        print(f"\n{s}: {n} {SETS[s]}; deletion and randomisation on {nf} of them "
+              f"(mean {seconds[s]['faith']:.0f} s per such case, {seconds[s]['localisation_only']:.0f} s without)")
+        print(format_table(summary, s))
+    if choice:
+        print(f"\ndefault by the rule ({RULE}):\n  {choice['method']} at {choice['layer']}"
+              f" ({choice['passed']} pairs passed; median pointing game {100 * choice['median_pointing_game']:.0f} %"
+              f"{'; relaxed: ' + choice['relaxed'] if choice['relaxed'] else ''})")
+        print(f"  per case on the {choice['set']} set:")
+        for r in rows:
+            if r["set"] == choice["set"] and (r["method"], r["layer"]) == (choice["method"], choice["layer"]):
+                print(f"    {r['case']:<24} {r['grade'] or r['true']:>3} predicted {r['predicted']} "
+                      f"mass in WT {r['mass_in_wt']:.3f} WT/brain {r['wt_fraction_of_brain']:.3f} "
+                      f"enrichment {r['enrichment']:.2f} hottest voxel in WT {r['peak_in_wt']}")
+    log.info("wrote %s", args.out)
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Training data sets: BraTS folders, MSD Task01, synthetic phantoms; the segmentation sample cache.
+"""Training data sets: BraTS folders, MSD Task01, synthetic phantoms; the sample caches; the samplers.
 
 A segmentation sample is the network's view of a case, made with the same preprocessing the app uses
 at inference (:func:`braingui.preprocess.prepare_segmentation`): z-scored channels cropped around the
@@ -11,11 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
+from braingui import atomic
 from braingui import labels as lab
 from braingui.case import load_case
 from braingui.errors import CaseError
@@ -118,9 +122,7 @@ def cached_sample(ref: CaseRef, prep: SegmentationPrep, regions: tuple[str, ...]
     if case.labels is None:
         raise SystemExit(f"{ref.path}: no label map; a training case needs one")
     image, target = segmentation_sample(case, prep, regions)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, image=image.astype(np.float16), target=target)
-    os.replace(tmp, path)
+    atomic.write_atomic(path, lambda tmp: np.savez_compressed(tmp, image=image.astype(np.float16), target=target))
     return {"image": image, "target": target}
 
 
@@ -267,7 +269,73 @@ def cached_classification_sample(ref: CaseRef, prep, cache_dir: Path) -> dict[st
             return {k: data[k] for k in data.files}
     sample = classification_sample(load_ref(ref), prep)
     sample["image"] = sample["image"].astype(np.float16)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **sample)
-    os.replace(tmp, path)
+    atomic.write_atomic(path, lambda tmp: np.savez(tmp, **sample))
     return sample
+
+
+# --- samplers: which sample each process trains on -------------------------------------------------
+
+
+class EpochSampler(DistributedSampler):
+    """torch's ``DistributedSampler`` (call ``set_epoch`` each epoch) whose shuffled order is ``order(epoch)``.
+
+    The order of an epoch (a permutation of ``range(n)``) is padded by repeating its start to a multiple
+    of ``num_replicas`` and dealt out: process r gets positions ``r, r + N, ...``, so every process has
+    the same number of samples (and of steps) and the shares are disjoint but for the padding. With one
+    process it is ``order(epoch)`` itself.
+
+    Args:
+        n: number of samples.
+        order: epoch -> permutation of ``range(n)`` (the same on every process, e.g. seeded by the epoch).
+        num_replicas: number of processes; rank: this process's rank.
+    """
+
+    def __init__(self, n: int, order: Callable[[int], Sequence[int]], num_replicas: int = 1, rank: int = 0):
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=True, drop_last=False)
+        self.order = order
+
+    def __iter__(self) -> Iterator[int]:
+        indices = [int(i) for i in self.order(self.epoch)]
+        if sorted(indices) != list(range(len(self.dataset))):
+            raise ValueError("EpochSampler: order(epoch) is not a permutation of range(n)")
+        while len(indices) < self.total_size:
+            indices += indices[:self.total_size - len(indices)]
+        return iter(indices[self.rank:self.total_size:self.num_replicas])
+
+
+class WeightedDrawSampler(WeightedRandomSampler):
+    """torch's ``WeightedRandomSampler`` (draws with replacement) with ``set_epoch`` and a stream per process.
+
+    Each epoch every process draws ``ceil(n / num_replicas)`` samples from all ``n``, in proportion to
+    ``weights``, from a generator seeded by ``(seed, epoch, rank)``: reproducible (a resumed run draws
+    the same), different on each process, and with the same odds as one process drawing ``n``. (Draws
+    with replacement need no sharding, unlike MONAI's ``DistributedWeightedRandomSampler``, which draws
+    from a shard of the data and so fails when a shard holds only zero-weight samples.)
+
+    Args:
+        weights: one non-negative weight per sample (not all zero).
+        seed: the run's seed; num_replicas: number of processes; rank: this process's rank.
+    """
+
+    def __init__(self, weights: Sequence[float], seed: int, num_replicas: int = 1, rank: int = 0):
+        super().__init__(list(weights), num_samples=-(-len(weights) // num_replicas), replacement=True)
+        self.seed, self.rank, self.epoch = seed, rank, 0
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the draws of ``epoch``."""
+        self.epoch = epoch
+        state = np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1, np.uint64)[0]
+        self.generator = torch.Generator().manual_seed(int(state))
+
+    def __iter__(self) -> Iterator[int]:
+        self.set_epoch(self.epoch)  # the same draws each time an epoch is iterated
+        return iter([int(i) for i in super().__iter__()])
+
+
+def draw_weights(n_real: int, n_synthetic: int, synthetic_fraction: float | None) -> list[float]:
+    """Per-sample weights (real cases first, then synthetic ones) so that a draw is synthetic with
+    probability ``synthetic_fraction``; equal weights when it is ``None`` or one kind is missing."""
+    if synthetic_fraction is None or n_real == 0 or n_synthetic == 0:
+        return [1.0] * (n_real + n_synthetic)
+    return [(1.0 - synthetic_fraction) / n_real] * n_real + [synthetic_fraction / n_synthetic] * n_synthetic

@@ -67,8 +67,15 @@ def _pick(refs: list, names: list[str] | None, max_cases: int | None, key=lambda
 
 
 def evaluate_segmentation(bundle_dir: Path, refs: list[CaseRef], device: str = "auto",
-                          log: logging.Logger | None = None) -> dict[str, Any]:
-    """Dice / HD95 of a segmentation bundle on labelled cases, through the app's pipeline."""
+                          log: logging.Logger | None = None, tta: int | None = None,
+                          postprocess: bool | None = None) -> dict[str, Any]:
+    """Dice / HD95 of a segmentation bundle on labelled cases, through the app's pipeline.
+
+    Args:
+        tta: flipped views (``None``: the app's default).
+        postprocess: ``False`` for none, ``None``/``True`` for the app's default post-processing.
+    """
+    from braingui import postprocess as pp
     from braingui.inference.manifest import read_bundle
     from braingui.inference.pipeline import analyse, run_to_completion
     from braingui.inference.predictor import Predictor
@@ -81,7 +88,8 @@ def evaluate_segmentation(bundle_dir: Path, refs: list[CaseRef], device: str = "
         case = load_ref(ref)
         if case.labels is None:
             raise SystemExit(f"{ref.path}: no label map; segmentation evaluation needs one")
-        result = run_to_completion(analyse(case, predictor, bundle, None))
+        result = run_to_completion(analyse(case, predictor, bundle, None, tta=tta,
+                                           postprocess=pp.OFF if postprocess is False else None))
         scores = region_scores(result.labels, case.labels, case.grid.spacing)
         per_case.append(scores)
         row = {"case": ref.name, "grid": "x".join(map(str, case.grid.original_shape)),
@@ -317,7 +325,10 @@ def reproduce(models: Path, out: Path, device: str, data_root: Path | None, log:
                 report[bundle.name] = {"skipped": f"data folder {root} absent"}
                 continue
             refs = _pick(brats_cases(root), spec["cases"], max_cases)
-            got = card_metrics(seg=evaluate_segmentation(bundle.folder, refs, device, log))
+            # as the card was measured: its recorded settings (cards before test-time augmentation: 1 view, no
+            # post-processing)
+            got = card_metrics(seg=evaluate_segmentation(bundle.folder, refs, device, log, tta=int(spec.get("tta", 1)),
+                                                         postprocess=bool(spec.get("postprocess", False))))
             for row in got["per_case"]:
                 ref_row = card_rows.get(row["case"], {})
                 checks += [(f"{row['case']}.dice_{r}", row[f"dice_{r}"], ref_row.get(f"dice_{r}"), TOLERANCE["dice"])

@@ -13,7 +13,8 @@ the VAE regulariser.
 Example::
 
     python -m training.export_bundle --checkpoint runs/seg16_z05/final.pt --name demo-segresnet \\
-        --out braingui/models/demo-segresnet --fp16 --metrics runs/eval_seg/metrics.json
+        --out braingui/models/demo-segresnet --fp16 --metrics runs/eval_seg/metrics.json \\
+        --data ../shared/data/brats2018    # input_statistics of the real training cases (quality check)
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ import torch
 from braingui import __version__
 
 INTENDED_USE = "research demonstration - not for clinical use"
+BRATS_SOURCE = ("the BraTS 2018 challenge training set (Multimodal Brain Tumor Segmentation Challenge 2018; "
+                "Menze et al. 2015, Bakas et al. 2017, 2018; https://www.med.upenn.edu/sbia/brats2018.html)")
+"""The public source of the real training cases, named in the model card (never a local path)."""
+SYNTHETIC_TYPES_SOURCE = "synthetic tumour-type phantoms made by training/synthetic_types.py (no patient data)"
+"""The classifier's stand-in data, named in the model card."""
 BRATS_CITATIONS = [
     "B. H. Menze et al., \"The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS),\" "
     "IEEE Transactions on Medical Imaging 34(10), 2015.",
@@ -132,6 +138,13 @@ def classification_manifest(ckpt: dict, name: str, cam_layer: str) -> tuple[dict
     return manifest, ckpt["model"]
 
 
+def _seg_data_short(train_cases: list[str]) -> str:
+    """``BraTS 2018 (12 cases) + synthetic phantoms``: the training data in a few words, for the results panel."""
+    real = [c for c in train_cases if not str(c).startswith("SYNTHETIC")]
+    synthetic = len(train_cases) - len(real)
+    return f"BraTS 2018 ({len(real)} case{'s' if len(real) != 1 else ''})" + (" + synthetic phantoms" if synthetic else "")
+
+
 def model_card(ckpt: dict, task: str, metrics: dict | None, summary: str | None, training_data: str | None,
                extra: dict | None) -> dict:
     """The model card: what it is, what it was trained on, how well it does, what it is for."""
@@ -142,7 +155,9 @@ def model_card(ckpt: dict, task: str, metrics: dict | None, summary: str | None,
             "summary": summary or (f"{ckpt['network']} (Myronenko 2018, as in the paper) with init_filters "
                                    f"{kw.get('init_filters')}, trained at zoom {ckpt['prep'].get('zoom')} on CPU; "
                                    "outputs TC / WT / ET"),
-            "training_data": training_data or "BraTS training cases (see train_cases) plus synthetic phantoms",
+            "training_data": training_data or (f"BraTS 2018 training cases with expert labels from {BRATS_SOURCE} "
+                                               "(listed in train_cases, not shipped) plus synthetic phantoms"),
+            "training_data_short": _seg_data_short(ckpt.get("train_cases", [])),
             "citations": BRATS_CITATIONS + [MYRONENKO_CITATION, PAPER_CITATION],
             "train_cases": list(ckpt.get("train_cases", [])),
             "held_out_cases": list(ckpt.get("val_cases", [])),
@@ -156,6 +171,8 @@ def model_card(ckpt: dict, task: str, metrics: dict | None, summary: str | None,
                                    f"input size {list(ckpt['prep']['shape'])} (paper: 120x148x120); classes A / O / G; Grad-CAM at the "
                                    "first dense block"),
             "training_data": training_data or (data.get("note") or "CPM-RadPath style data"),
+            "training_data_short": (f"synthetic tumour-type phantoms ({len(ckpt.get('train_cases', []))} training, "
+                                    "no patients)" if data.get("synthetic") else "CPM-RadPath style data"),
             "synthetic_training_data": bool(data.get("synthetic")),
             "citations": [PAPER_CITATION, DENSENET_CITATION] + GRADCAM_CITATIONS + [CPM_CITATION] + BRATS_CITATIONS,
             "split": {"train": len(ckpt.get("train_cases", [])), "validation": len(ckpt.get("val_cases", [])),
@@ -175,8 +192,13 @@ def model_card(ckpt: dict, task: str, metrics: dict | None, summary: str | None,
 def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = False, metrics: dict | None = None,
            summary: str | None = None, training_data: str | None = None, keep_vae: bool = False,
            roi_size=None, sw_overlap: float = 0.25, cam_layer: str = "features.denseblock1",
-           extra_card: dict | None = None):
-    """Write the bundle of ``checkpoint`` into ``out``; returns the written :class:`Bundle`."""
+           extra_card: dict | None = None, data: str | Path | None = None):
+    """Write the bundle of ``checkpoint`` into ``out``; returns the written :class:`Bundle`.
+
+    ``data``: the BraTS folder the real training cases are in; for a segmentation bundle the manifest then
+    gets ``input_statistics`` from them (:func:`training_input_statistics`), which the app's
+    ``input_intensity`` quality check compares each case with.
+    """
     from braingui.inference.bundle import write_bundle
 
     ckpt = load_checkpoint(checkpoint)
@@ -188,7 +210,33 @@ def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = Fals
     else:
         manifest, state = classification_manifest(ckpt, name, cam_layer)
     manifest["model_card"] = model_card(ckpt, task, metrics, summary, training_data, extra_card)
+    if data is not None and task == "segmentation":
+        manifest["input_statistics"] = training_input_statistics(ckpt.get("train_cases", []), data,
+                                                                 tuple(ckpt["prep"]["channels"]))
     return write_bundle(out, manifest, state, fp16=fp16)
+
+
+def training_input_statistics(train_cases: list[str], data: str | Path, channels: tuple[str, ...]) -> dict:
+    """The manifest's ``input_statistics``: z-scored intensity quantiles of the real training cases.
+
+    Args:
+        train_cases: the checkpoint's training case ids (``SYNTHETIC`` ones are skipped: the check is
+            about real scans).
+        data: the folder holding those cases (one sub-folder each, as :func:`training.data.brats_cases`).
+        channels: the input sequences.
+
+    Raises:
+        SystemExit: none of the real training cases is in ``data``.
+    """
+    from braingui.intensity_stats import intensity_statistics, reference_statistics
+    from training.data import brats_cases, load_ref
+
+    wanted = {c for c in train_cases if "synthetic" not in str(c).lower()}
+    refs = [r for r in brats_cases(data) if r.name in wanted]
+    if not refs:
+        raise SystemExit(f"--data {data}: none of the {len(wanted)} real training cases is there")
+    per_case = [intensity_statistics(load_ref(r).images, channels) for r in refs]
+    return reference_statistics(per_case).to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="sliding-window size for segmentation (default: whole volume)")
     p.add_argument("--sw-overlap", type=float, default=0.25)
     p.add_argument("--cam-layer", default="features.denseblock1")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder of the real training cases (segmentation): stores their intensity statistics in "
+                        "the manifest (input_statistics) for the app's input quality check")
     args = p.parse_args(argv)
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     extra = json.loads(args.card.read_text()) if args.card else None
     bundle = export(args.checkpoint, args.out, args.name, args.fp16, metrics, args.summary, args.training_data,
-                    args.keep_vae, args.roi_size, args.sw_overlap, args.cam_layer, extra)
+                    args.keep_vae, args.roi_size, args.sw_overlap, args.cam_layer, extra, args.data)
     size = bundle.weights_path.stat().st_size / 1e6
     print(f"wrote {bundle.task} bundle {bundle.name} to {bundle.folder} ({size:.1f} MB weights, "
           f"sha256 {bundle.manifest.sha256[:12]}...)")

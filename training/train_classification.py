@@ -15,6 +15,11 @@ Smaller configurations are options for machines without a GPU: ``--shape 60 74 6
 Data: ``--cpm`` a CPM-RadPath 2020 folder (case folders + a CSV of classes A / O / G), or the synthetic
 stand-in written by ``python -m training.synthetic_types`` (the log and the checkpoints say so).
 
+Several GPUs or machines: start it with ``torchrun`` (:mod:`training.distributed`; see training/README.md).
+``--batch`` is then the batch of each process (the effective batch is N x batch, the gradients averaged),
+an epoch is one pass over the training cases shared out among the processes (fewer steps per epoch),
+the learning rate is used as given; rank 0 alone logs, validates and writes.
+
 Example (the shipped demo model, 2 CPU threads)::
 
     python -m training.synthetic_types --out runs/data/synth_types_v2 --per-class 120 --seed 1
@@ -32,8 +37,10 @@ import numpy as np
 import torch
 
 from braingui.preprocess import BACKGROUND_TOLERANCE, PAPER_CLS_SHAPE, ClassificationPrep
-from training import common
-from training.data import CPM_CLASSES, LabelledCase, cached_classification_sample, cpm_radpath_cases, stratified_split
+from braingui import atomic
+from training import common, distributed
+from training.data import (CPM_CLASSES, EpochSampler, LabelledCase, cached_classification_sample, cpm_radpath_cases,
+                           stratified_split)
 from training.metrics import classification_metrics
 from training.synthetic_types import CLASS_TITLES, STAND_IN_NOTE
 
@@ -177,16 +184,31 @@ def _metadata(args, name, kwargs, prep, parts, synthetic, step) -> dict:
             "test_labels": [c.label for c in parts[2]],
             "data": {"roots": [str(r) for r in args.cpm], "synthetic": synthetic,
                      "note": STAND_IN_NOTE if synthetic else "CPM-RadPath style data"},
-            "config": common.jsonable(vars(args)), "steps": step}
+            "config": common.jsonable(vars(args)), "steps": step, "world_size": distributed.world_size()}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rng = common.seed_everything(args.seed)
-    log = common.setup_run(args.out, common.jsonable(vars(args)), args.resume)
-    device = common.pick_device(args.device)
+    device = distributed.init(common.pick_device(args.device))
+    rc = train(args, device)
+    distributed.cleanup()  # the other processes wait here while rank 0 evaluates and writes final.pt
+    return rc
+
+
+def _save(obj: dict, path: Path) -> None:
+    atomic.write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def train(args: argparse.Namespace, device: torch.device) -> int:
+    """The training run of parsed ``args`` on ``device`` (every process runs it; rank 0 writes)."""
+    main_rank, world = distributed.is_main(), distributed.world_size()
+    rng = distributed.rank_generator(args.seed, common.seed_everything(args.seed))
+    log = common.setup_run(args.out, common.jsonable(vars(args)), args.resume, main=main_rank)
+    if world > 1:
+        log.info("distributed: %d processes (%s), batch %d per process, effective batch %d", world,
+                 "nccl" if device.type == "cuda" else "gloo", args.batch, world * args.batch)
 
     cases: list[LabelledCase] = []
     for root in args.cpm:
@@ -204,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     prep = ClassificationPrep(shape=tuple(args.shape), tolerance=BACKGROUND_TOLERANCE)
     cache = args.cache or args.out / "cache"
     t0 = time.time()
-    data = [[cached_classification_sample(c.ref, prep, cache) for c in part] for part in parts]
+    data = [distributed.map_sharded(lambda c: cached_classification_sample(c.ref, prep, cache), part) for part in parts]
     log.info("preprocessed inputs %s ready in %.1f s (cache %s)", tuple(prep.shape), time.time() - t0, cache)
     train, val = data[0], data[1]
     y_train = np.array([CPM_CLASSES.index(c.label) for c in parts[0]])
@@ -212,32 +234,39 @@ def main(argv: list[str] | None = None) -> int:
     name, kwargs = network_config(args)
     from braingui.inference.networks import build_network
 
-    model = build_network(name, kwargs).to(device)
-    log.info("network %s %s, %.2f M parameters", name, kwargs, sum(p.numel() for p in model.parameters()) / 1e6)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    net = build_network(name, kwargs).to(device)
+    log.info("network %s %s, %.2f M parameters", name, kwargs, sum(p.numel() for p in net.parameters()) / 1e6)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     weights = None
     if args.class_weights == "balanced":
         freq = np.bincount(y_train, minlength=len(CPM_CLASSES)).astype(np.float64)
         weights = torch.tensor(freq.sum() / np.maximum(freq, 1) / len(CPM_CLASSES), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     augment = None if args.no_augment else Augment(tuple(args.shape))
-    batch = min(args.batch, len(train))
-    steps_per_epoch = max(1, len(train) // batch)
+    sampler = EpochSampler(len(train), lambda e: epoch_order(args.seed, e, len(train)), world, distributed.rank())
+    batch = min(args.batch, len(sampler))
+    steps_per_epoch = max(1, len(sampler) // batch)
     total = args.steps if args.steps > 0 else args.epochs * steps_per_epoch
     val_every = args.val_every or steps_per_epoch
     step, best = 0, {"balanced_accuracy": -1.0, "loss": float("inf"), "step": 0}
     ckpt = args.out / "checkpoint.pt"
     if args.resume and ckpt.exists():
-        step, extra = common.load_checkpoint(ckpt, model, optimizer, rng)
+        step, extra = common.load_checkpoint(ckpt, net, optimizer, rng, distributed.rank())
         best = extra.get("best", best)
         log.info("resumed at step %d (best so far %s)", step, best)
+        common.warn_on_resume(log, extra)
+    model = distributed.wrap_model(net)
     model.train()
-    progress = common.Progress(total, step, "classification")
+    progress = common.Progress(total, step, "classification", enabled=main_rank)
     recent: list[float] = []
     t_start = time.time()
+    order_epoch, order = -1, []
     while step < total:
         epoch, pos = divmod(step, steps_per_epoch)
-        idx = epoch_order(args.seed, epoch, len(train))[pos * batch:(pos + 1) * batch]
+        if epoch != order_epoch:
+            sampler.set_epoch(epoch)
+            order_epoch, order = epoch, np.array(list(sampler))
+        idx = order[pos * batch:(pos + 1) * batch]
         images = [train[i]["image"].astype(np.float32) for i in idx]
         if augment is not None:
             images = [augment(im, rng) for im in images]
@@ -248,23 +277,29 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.log_every == 0 or step == total:
             log.info("step %d/%d epoch %.2f loss %.4f %.2f s/step", step, total, step / steps_per_epoch,
                      np.mean(recent[-args.log_every:]), (time.time() - t_start) / max(len(recent), 1))
-        if val and (step % val_every == 0 or step == total):
-            m = evaluate_split(model, val, [c.label for c in parts[1]], device)
+        if main_rank and val and (step % val_every == 0 or step == total):
+            m = evaluate_split(net, val, [c.label for c in parts[1]], device)
             log.info("step %d validation loss %.4f balanced accuracy %.3f F1 %.3f kappa %.3f confusion %s", step,
                      m["loss"], m["balanced_accuracy"], m["f1_macro"], m["kappa"], m["confusion"])
             if (m["balanced_accuracy"], -m["loss"]) > (best["balanced_accuracy"], -best["loss"]):
                 best = {"balanced_accuracy": m["balanced_accuracy"], "loss": m["loss"], "step": step}
-                torch.save({"model": model.state_dict(), **_metadata(args, name, kwargs, prep, parts, synthetic, step),
-                            "val_metrics": m}, args.out / "best.pt")
+                _save({"model": net.state_dict(), **_metadata(args, name, kwargs, prep, parts, synthetic, step),
+                       "val_metrics": m}, args.out / "best.pt")
                 log.info("step %d: new best validation balanced accuracy %.3f -> best.pt", step, m["balanced_accuracy"])
         if step % args.checkpoint_every == 0 or step == total:
-            common.save_checkpoint(ckpt, model, optimizer, step, rng, {"loss": recent[-1], "best": best})
+            states = distributed.all_gather_objects(common.rng_state(rng))
+            if main_rank:
+                common.save_checkpoint(ckpt, net, optimizer, step, rng,
+                                       {"loss": recent[-1], "best": best, "world_size": world}, states)
     progress.close()
-    final = {"model": model.state_dict(), **_metadata(args, name, kwargs, prep, parts, synthetic, step), "best": best}
+    common.check_in_sync(net, log)
+    if not main_rank:
+        return 0
+    final = {"model": net.state_dict(), **_metadata(args, name, kwargs, prep, parts, synthetic, step), "best": best}
     if data[2]:
-        final["test_metrics"] = evaluate_split(model, data[2], [c.label for c in parts[2]], device)
+        final["test_metrics"] = evaluate_split(net, data[2], [c.label for c in parts[2]], device)
         log.info("test split (final weights, network grid): %s", final["test_metrics"])
-    torch.save(final, args.out / "final.pt")
+    _save(final, args.out / "final.pt")
     log.info("done: %d steps in %.1f min; best validation %s; weights %s", step, (time.time() - t_start) / 60, best,
              args.out / "final.pt")
     return 0

@@ -11,6 +11,14 @@ Example (the shipped demo model, 2 CPU threads)::
     python -m training.train_segmentation --brats ../shared/data/brats2018 \\
         --val-cases Brats18_CBICA_AME_1 Brats18_TCIA02_135_1 --synthetic 24 \\
         --init-filters 16 --zoom 0.5 --crop 80 96 64 --lr 5e-4 --steps 3000 --out runs/seg
+
+Each step trains on one case drawn at random, with replacement (a synthetic one with probability
+``--synthetic-fraction``), by :class:`training.data.WeightedDrawSampler`; an epoch is as many draws as
+there are training cases. Several GPUs or machines: start it with ``torchrun``
+(:mod:`training.distributed`; see training/README.md): each process draws its own case per step (batch
+1 per process, effective batch N), the gradients are averaged, an epoch is shared out among the
+processes (fewer steps per epoch), the learning rate is used as given; rank 0 alone logs, validates
+and writes.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from braingui import atomic
 from braingui.preprocess import PAPER_SEG_CROP, SegmentationPrep
-from training import common
-from training.data import (CaseRef, augment, brats_cases, cached_sample, msd_cases, random_crop, split_cases)
+from training import common, distributed
+from training.data import (CaseRef, WeightedDrawSampler, augment, brats_cases, cached_sample, draw_weights, msd_cases,
+                           random_crop, split_cases)
 
 REGION_ORDER = ("TC", "WT", "ET")
 """Output channel order (that of MONAI's brats_mri_segmentation bundle)."""
@@ -87,17 +97,21 @@ def dice_loss():
 
 
 def synthetic_refs(n: int, zoom: float, out: Path, seed: int) -> list[CaseRef]:
-    """Write ``n`` random synthetic phantoms (at the training resolution) and return their refs."""
+    """Write ``n`` random synthetic phantoms (at the training resolution) and return their refs.
+
+    Phantoms already in ``OUT/synthetic`` are kept; under a process group each process writes its share.
+    """
     from training.synthetic import random_segmentation_phantom_case
 
     folder = out / "synthetic"
-    refs = []
-    for i in range(n):
+
+    def one(i: int) -> CaseRef:
         case_dir = folder / f"SYNTHETIC_seg_{i:03d}"
         if not (case_dir / f"SYNTHETIC_seg_{i:03d}_flair.nii.gz").exists():
             random_segmentation_phantom_case(case_dir, f"SYNTHETIC_seg_{i:03d}", seed=seed * 1000 + i, zoom=zoom)
-        refs.append(CaseRef(f"SYNTHETIC_seg_{i:03d}", str(case_dir)))
-    return refs
+        return CaseRef(f"SYNTHETIC_seg_{i:03d}", str(case_dir))
+
+    return distributed.map_sharded(one, list(range(n)))
 
 
 @torch.no_grad()
@@ -119,15 +133,6 @@ def validate(model, samples, device) -> dict[str, float]:
     return {r: float(np.mean(v)) for r, v in scores.items()}
 
 
-def pick_index(rng: np.random.Generator, n_real: int, n_synthetic: int, synthetic_fraction: float | None) -> int:
-    """Index of the next training sample (real cases first, then synthetic ones)."""
-    if synthetic_fraction is None or n_synthetic == 0 or n_real == 0:
-        return int(rng.integers(n_real + n_synthetic))
-    if rng.random() < synthetic_fraction:
-        return n_real + int(rng.integers(n_synthetic))
-    return int(rng.integers(n_real))
-
-
 def _pad8(a: np.ndarray) -> np.ndarray:
     pad = [(0, 0)] + [(0, (-n) % 8) for n in a.shape[1:]]
     return np.pad(a, pad)
@@ -137,10 +142,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rng = common.seed_everything(args.seed)
+    device = distributed.init(common.pick_device(args.device))
+    rc = train(args, device)
+    distributed.cleanup()  # the other processes wait here while rank 0 writes final.pt
+    return rc
+
+
+def train(args: argparse.Namespace, device: torch.device) -> int:
+    """The training run of parsed ``args`` on ``device`` (every process runs it; rank 0 writes)."""
+    main_rank, world = distributed.is_main(), distributed.world_size()
+    rng = common.seed_everything(args.seed)  # the same on every process: the validation split
     config = common.jsonable(vars(args))
-    log = common.setup_run(args.out, config, args.resume)
-    device = common.pick_device(args.device)
+    log = common.setup_run(args.out, config, args.resume, main=main_rank)
+    if world > 1:
+        log.info("distributed: %d processes (%s), one case per process and step, effective batch %d", world,
+                 "nccl" if device.type == "cuda" else "gloo", world)
 
     refs: list[CaseRef] = []
     for root in args.brats:
@@ -150,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not refs and not args.synthetic:
         raise SystemExit("no training data: give --brats, --msd or --synthetic")
     train_refs, val_refs = split_cases(refs, args.val_cases, args.val_fraction, rng) if refs else ([], [])
+    rng = distributed.rank_generator(args.seed, rng)  # crops and augmentation: a stream per process
     n_real = len(train_refs)
     train_refs += synthetic_refs(args.synthetic, args.zoom, args.out, args.seed)
     prep = SegmentationPrep(crop="bbox", zoom=args.zoom)
@@ -157,30 +174,40 @@ def main(argv: list[str] | None = None) -> int:
     log.info("train cases (%d): %s", len(train_refs), ", ".join(r.name for r in train_refs))
     log.info("validation cases (%d): %s", len(val_refs), ", ".join(r.name for r in val_refs))
     t0 = time.time()
-    train = [cached_sample(r, prep, REGION_ORDER, cache) for r in train_refs]
-    val = [cached_sample(r, prep, REGION_ORDER, cache) for r in val_refs]
+    train = distributed.map_sharded(lambda r: cached_sample(r, prep, REGION_ORDER, cache), train_refs)
+    val = [cached_sample(r, prep, REGION_ORDER, cache) for r in val_refs] if main_rank else []
     log.info("samples ready in %.1f s; network grid shapes %s", time.time() - t0, sorted({s["image"].shape[1:] for s in train}))
 
     seg = SegConfig(args.init_filters, not args.no_vae, args.vae_nz, args.dropout, tuple(args.crop))
     name, kwargs = seg.network()
     from braingui.inference.networks import build_network
 
-    model = build_network(name, kwargs).to(device)
-    log.info("network %s %s, %.2f M parameters", name, kwargs, sum(p.numel() for p in model.parameters()) / 1e6)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    total = args.steps if args.steps > 0 else args.epochs * len(train)
+    net = build_network(name, kwargs).to(device)
+    log.info("network %s %s, %.2f M parameters", name, kwargs, sum(p.numel() for p in net.parameters()) / 1e6)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sampler = WeightedDrawSampler(draw_weights(n_real, len(train) - n_real, args.synthetic_fraction), args.seed,
+                                  world, distributed.rank())
+    steps_per_epoch = len(sampler)
+    total = args.steps if args.steps > 0 else args.epochs * steps_per_epoch
     step = 0
     ckpt = args.out / "checkpoint.pt"
     if args.resume and ckpt.exists():
-        step, _ = common.load_checkpoint(ckpt, model, optimizer, rng)
+        step, extra = common.load_checkpoint(ckpt, net, optimizer, rng, distributed.rank())
         log.info("resumed at step %d", step)
+        common.warn_on_resume(log, extra)
+    model = distributed.wrap_model(net)
     loss_fn = dice_loss()
     model.train()
-    progress = common.Progress(total, step, "segmentation")
+    progress = common.Progress(total, step, "segmentation", enabled=main_rank)
     recent: list[float] = []
     t_start = time.time()
+    order_epoch, order = -1, []
     while step < total:
-        sample = train[pick_index(rng, n_real, len(train) - n_real, args.synthetic_fraction)]
+        epoch, pos = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            sampler.set_epoch(epoch)
+            order_epoch, order = epoch, list(sampler)
+        sample = train[order[pos]]
         image, target = random_crop(sample["image"], sample["target"], tuple(args.crop), rng)
         image, target = augment(image, target, rng)
         x = torch.from_numpy(image)[None].to(device)
@@ -197,14 +224,21 @@ def main(argv: list[str] | None = None) -> int:
             log.info("step %d/%d loss %.4f lr %.2e %.2f s/step", step, total, np.mean(recent[-args.log_every:]),
                      optimizer.param_groups[0]["lr"], (time.time() - t_start) / max(len(recent), 1))
         if args.val_every and val and (step % args.val_every == 0 or step == total):
-            log.info("step %d validation Dice (network grid) %s", step, validate(model, val, device))
+            log.info("step %d validation Dice (network grid) %s", step, validate(net, val, device))
         if step % args.checkpoint_every == 0 or step == total:
-            common.save_checkpoint(ckpt, model, optimizer, step, rng, {"loss": recent[-1]})
+            states = distributed.all_gather_objects(common.rng_state(rng))
+            if main_rank:
+                common.save_checkpoint(ckpt, net, optimizer, step, rng, {"loss": recent[-1], "world_size": world},
+                                       states)
     progress.close()
-    torch.save({"model": model.state_dict(), "network": name, "kwargs": kwargs, "regions": list(REGION_ORDER),
-                "prep": {"channels": list(prep.channels), "crop": prep.crop, "multiple": prep.multiple, "zoom": prep.zoom},
-                "train_cases": [r.name for r in train_refs], "val_cases": [r.name for r in val_refs], "steps": step},
-               args.out / "final.pt")
+    common.check_in_sync(net, log)
+    if not main_rank:
+        return 0
+    final = {"model": net.state_dict(), "network": name, "kwargs": kwargs, "regions": list(REGION_ORDER),
+             "prep": {"channels": list(prep.channels), "crop": prep.crop, "multiple": prep.multiple, "zoom": prep.zoom},
+             "train_cases": [r.name for r in train_refs], "val_cases": [r.name for r in val_refs], "steps": step,
+             "world_size": world}
+    atomic.write_atomic(args.out / "final.pt", lambda tmp: torch.save(final, tmp))
     log.info("done: %d steps in %.1f min; final weights %s", step, (time.time() - t_start) / 60, args.out / "final.pt")
     return 0
 

@@ -11,6 +11,12 @@ Checks, in order (each reports ``name``, ``ok``, ``seconds``, ``detail``):
     bundles), their weights match the manifests' sha256 and load into their networks;
 ``demo case``
     the synthetic demo case (:mod:`braingui.app.demo`) is written into the output folder;
+``formats``
+    MetaImage (``.mha``) and NRRD volumes written with SimpleITK read back through the app's reader
+    (RAS+ voxel order and affine), which needs SimpleITK's compiled extension in a frozen build; and
+    ``.nii.gz`` volumes are verified and decompressed by isal's igzip;
+``dicom``
+    a generated DICOM series is converted by the bundled dcm2niix binary and proposed as FLAIR;
 ``pipeline``
     the whole analysis (segmentation, classification, Grad-CAM) runs on it headless and its results
     are exported (``results/``: the files of ``--no-gui --out``);
@@ -40,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 LAZY_IMPORTS = (
-    "numpy", "scipy.ndimage", "nibabel", "platformdirs",
+    "numpy", "scipy.ndimage", "nibabel", "platformdirs", "SimpleITK", "pydicom", "dcm2niix", "isal.igzip",
     "torch", "monai", "monai.networks.nets", "monai.data.utils", "medcam", "cv2",
     "matplotlib.cm", "matplotlib.pyplot", "pandas", "skimage.filters",
     "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtOpenGLWidgets", "pyqtgraph",
@@ -117,6 +123,85 @@ def check_demo_case(state: dict) -> dict:
     folder = write_demo_case(state["out"] / "demo-case")
     state["case_dir"] = folder
     return {"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())}
+
+
+def check_formats(state: dict) -> dict:
+    """MetaImage and NRRD volumes through SimpleITK (the frozen app must carry its extension module):
+    a tiny LPS volume written with SimpleITK reads back transposed to RAS+ voxel order with the right affine."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from braingui.nifti import open_header, read_array
+
+    zyx = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    detail = {}
+    for ext in (".mha", ".nrrd"):
+        image = sitk.GetImageFromArray(zyx)
+        image.SetOrigin((1.0, 2.0, 3.0))
+        image.SetSpacing((1.0, 2.0, 3.0))
+        path = state["out"] / f"format-check{ext}"
+        sitk.WriteImage(image, str(path))
+        header = open_header(path)
+        data = read_array(header, path)
+        ok = (tuple(header.shape) == (4, 5, 6) and np.array_equal(data, zyx.transpose(2, 1, 0))
+              and np.allclose(header.affine[:3, 3], (-1.0, -2.0, 3.0)))
+        detail[ext] = {"shape": list(header.shape), "ok": bool(ok)}
+        if not ok:
+            raise SelftestFailure(f"{ext} read back wrong (shape, voxel order or affine)", detail)
+    detail["SimpleITK"] = sitk.Version_VersionString()
+    from braingui import gzip_io
+
+    detail["gzip"] = gzip_io.backend()
+    if detail["gzip"] != "isal":  # the verified fast reader (igzip) must be in the build
+        raise SelftestFailure(f"gzip volumes are read with {detail['gzip']}, not isal's igzip", detail)
+    return detail
+
+
+def check_dicom(state: dict) -> dict:
+    """DICOM in: a generated 6-slice "AX FLAIR" MR series converted by the bundled dcm2niix binary
+    (pydicom writes it; the conversion cache goes to the self-test folder) and proposed as FLAIR."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    from braingui import dicom
+
+    folder = state["out"] / "dicom-series"
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, frame_uid, series_uid = generate_uid(), generate_uid(), generate_uid()
+    for k in range(6):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = 3, k + 1, "AX FLAIR"
+        ds.EchoTime, ds.RepetitionTime, ds.InversionTime = 120, 9000, 2500
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 3.0 * k], [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness, ds.Rows, ds.Columns = [2.0, 2.0], 3.0, 8, 8
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = (np.arange(64, dtype=np.uint16) + k).tobytes()
+        ds.save_as(folder / f"IM{k}", enforce_file_format=True)
+    saved = os.environ.get("BRAINGUI_CACHE_DIR")
+    os.environ["BRAINGUI_CACHE_DIR"] = str(state["out"] / "dicom-cache")  # stay out of the user's cache
+    try:
+        study = dicom.open_study(folder)
+    finally:
+        if saved is None:
+            os.environ.pop("BRAINGUI_CACHE_DIR", None)
+        else:
+            os.environ["BRAINGUI_CACHE_DIR"] = saved
+    detail = {"converter": str(dicom.dcm2niix_binary()), "series": len(study.series)}
+    if len(study.series) != 1:
+        raise SelftestFailure(f"{len(study.series)} series converted, 1 expected", detail)
+    (series,) = study.series
+    detail.update(shape=list(series.shape[:3]), proposal=dict(study.proposal.assignment))
+    if series.number != 3 or tuple(series.shape[:3]) != (8, 8, 6) or study.proposal.assignment.get("flair") != series.key:
+        raise SelftestFailure("the DICOM series was converted or proposed wrongly", detail)
+    return detail
 
 
 def check_pipeline(state: dict) -> dict:
@@ -232,7 +317,8 @@ def check_3d_view(state: dict) -> dict:
 
 
 CHECKS: tuple[tuple[str, Callable[[dict], dict]], ...] = (
-    ("imports", check_imports), ("bundles", check_bundles), ("demo case", check_demo_case),
+    ("imports", check_imports), ("bundles", check_bundles), ("demo case", check_demo_case), ("formats", check_formats),
+    ("dicom", check_dicom),
     ("pipeline", check_pipeline), ("3d surface", check_surface), ("window", check_window),
     ("3d view", check_3d_view),
 )

@@ -39,9 +39,9 @@ def heat_lut(name: str = DEFAULT_COLORMAP) -> np.ndarray:
         rgb = np.stack([np.interp(x, pts[:, 0], pts[:, k]) for k in (1, 2, 3)], axis=1)
         rgb = np.round(rgb * 255).astype(np.uint8)
     else:
-        import pyqtgraph as pg
+        from matplotlib import colormaps as mpl_colormaps  # the same bytes as pyqtgraph's tables, without Qt
 
-        rgb = np.asarray(pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=False, mode="byte"), dtype=np.uint8)
+        rgb = np.round(mpl_colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
     lut = np.full((256, 4), 255, dtype=np.uint8)
     lut[:, :3] = rgb[:, :3]
     lut.flags.writeable = False

@@ -9,6 +9,17 @@ Modules (import them directly; this package imports nothing, so the torch-free o
   and :func:`write_bundle`;
 * :mod:`~braingui.inference.networks` — the MONAI networks a manifest can name;
 * :mod:`~braingui.inference.predictor` — device choice, loaded models, sliding windows;
-* :mod:`~braingui.inference.gradcam` — the medcam adapter (the only module that imports medcam);
-* :mod:`~braingui.inference.pipeline` — the generator that yields progress and returns the result.
+* :mod:`~braingui.inference.tta` — test-time augmentation: the mean over mirror-flipped passes and their
+  spread (no torch);
+* :mod:`~braingui.inference.cam_methods` — class activation maps: Grad-CAM, Grad-CAM++ (medcam), HiResCAM,
+  LayerCAM at any dense block or transition;
+* :mod:`~braingui.inference.gradcam` — the standing medcam Grad-CAM adapter (the reference in tests);
+* :mod:`~braingui.inference.faithfulness` — occlusion, sequence ablation, deletion curves, the
+  model-randomisation sanity check (the pure-numpy metrics are in :mod:`braingui.explanation`);
+* :mod:`~braingui.inference.explainer` — one map's explanation: the quick and the slow part, the
+  ``"explanation"`` of results.json and the panel's verdict;
+* :mod:`~braingui.inference.class_maps` — another class's (or method's) map and explanation, on demand;
+* :mod:`~braingui.inference.interrupt` — cancel inside a network pass, one run computing at a time;
+* :mod:`~braingui.inference.pipeline` — the generator that yields progress (and an early, partial result)
+  and returns the result.
 """

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from braingui.inference.manifest import MANIFEST_NAME, Bundle, BundleError, parse_manifest, read_bundle
-from braingui.inference.networks import build_network, is_vae_key
-from braingui.nifti import write_bytes_atomic
+from braingui.inference.networks import MAX_PARAMETERS, build_network, is_vae_key
+from braingui.atomic import write_bytes as write_bytes_atomic
 
 _SHOW = 5  # keys listed in a message
 
@@ -122,20 +122,38 @@ def check_state_dict(network: torch.nn.Module, state: Mapping[str, torch.Tensor]
     return {k: state[k] for k in expected}
 
 
+def _build(bundle: Bundle, device: str | None = None) -> torch.nn.Module:
+    m = bundle.manifest
+    try:
+        return build_network(m.network, m.kwargs, for_inference=True, device=device)
+    except Exception as exc:  # noqa: BLE001 - MONAI raises TypeError/ValueError/AssertionError for bad kwargs
+        raise BundleError(f"cannot build {m.network} from network.kwargs ({type(exc).__name__}: "
+                          f"{_first_line(exc)})", bundle.folder) from None
+
+
 def load_network(bundle: Bundle) -> torch.nn.Module:
     """Build the bundle's network for inference and load its checked weights (CPU, eval mode).
+
+    In this order, so that nothing is built from a manifest whose weights are not the ones it names,
+    and nothing large is allocated for weights that do not fit: the sha256 and the weights file
+    (:func:`load_state_dict`); the network's structure on torch's ``meta`` device (no memory), its size
+    (at most :data:`~braingui.inference.networks.MAX_PARAMETERS` parameters) and the weights' keys and
+    shapes against it; only then the real network. (``network.kwargs`` were checked against the
+    network's allow-list when the manifest was read.)
 
     Raises:
         BundleError: bad constructor arguments or any weights problem (see the module docstring).
     """
     m = bundle.manifest
-    try:
-        network = build_network(m.network, m.kwargs, for_inference=True)
-    except Exception as exc:  # noqa: BLE001 - MONAI raises TypeError/ValueError/AssertionError for bad kwargs
-        raise BundleError(f"cannot build {m.network} from network.kwargs ({type(exc).__name__}: "
-                          f"{_first_line(exc)})", bundle.folder) from None
     state = load_state_dict(bundle)
-    to_load = check_state_dict(network, state, bundle, allow_vae=m.network == "SegResNetVAE")
+    structure = _build(bundle, device="meta")
+    size = sum(p.numel() for p in structure.parameters())
+    if size > MAX_PARAMETERS:
+        raise BundleError(f"network.kwargs make a {m.network} of {size / 1e6:.0f} M parameters "
+                          f"(at most {MAX_PARAMETERS // 1_000_000} M)", bundle.folder)
+    to_load = check_state_dict(structure, state, bundle, allow_vae=m.network == "SegResNetVAE")
+    del structure
+    network = _build(bundle)
     network.load_state_dict(to_load, strict=True)
     network.eval()
     return network

@@ -1,9 +1,13 @@
-"""Grad-CAM through M3D-CAM (the ``medcam`` package), as in the paper (IV-B-2). The only module that
-imports medcam.
+"""Grad-CAM through M3D-CAM (the ``medcam`` package), as in the paper (IV-B-2): a standing adapter at one
+layer. The app's maps now come from :mod:`braingui.inference.cam_methods` (Grad-CAM and Grad-CAM++
+through medcam injected per call, HiResCAM and LayerCAM by autograd, any dense block or transition),
+which imports medcam too; this adapter is kept as the reference the tests and the studies compare with.
 
 Grad-CAM (Selvaraju et al. 2017): the feature maps ``A_k`` of a layer are weighted by the spatial mean
 of the class score's gradient ``dy_c/dA_k``; the map is ``ReLU(sum_k w_k A_k)``, here normalised to
-[0, 1] by medcam and resized (trilinear, ``align_corners=False``) to the network input.
+[0, 1] by medcam. :meth:`MedcamGradCam.native` returns it on the layer's own grid (the pipeline
+resamples that once, straight onto the case grid); calling the adapter also resizes it (trilinear,
+``align_corners=False``) to the network input.
 
 medcam facts this adapter heeds (measured with medcam 0.1.22, see DESIGN.md):
 
@@ -58,15 +62,23 @@ class MedcamGradCam:
         self._model.medcam_dict["tested"] = True  # skip medcam's extra forward+backward "test run"
 
     def __call__(self, x: torch.Tensor, class_index: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Logits and the Grad-CAM of one input.
+        """:meth:`native`, with the map resized (trilinear) to the input grid: cam float32 ``(X, Y, Z)``."""
+        logits, cam = self.native(x, class_index)
+        cam = F.interpolate(torch.from_numpy(cam)[None, None], size=tuple(x.shape[2:]), mode="trilinear",
+                            align_corners=False)
+        return logits, np.ascontiguousarray(cam[0, 0].clamp_(0.0, 1.0).numpy(), dtype=np.float32)
+
+    def native(self, x: torch.Tensor, class_index: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Logits and the Grad-CAM of one input, on the layer's grid (no resampling).
 
         Args:
             x: float ``(1, C, X, Y, Z)`` on the network's device.
             class_index: the class to explain; ``None`` = the arg-max of this input.
 
         Returns:
-            ``(logits, cam)``: logits ``(1, n_classes)`` (detached), cam float32 ``(X, Y, Z)`` in [0, 1] on
-            the input grid (all zero when the map is constant).
+            ``(logits, cam)``: logits ``(1, n_classes)`` (detached), cam float32 ``(x, y, z)`` in [0, 1] on
+            the layer's grid, which spans the same field of view as the input (all zero when the map is
+            constant).
         """
         if x.ndim != 5 or x.shape[0] != 1:
             raise ValueError(f"Grad-CAM takes one input of shape (1, C, X, Y, Z), got {tuple(x.shape)}")
@@ -82,7 +94,6 @@ class MedcamGradCam:
             self.network.zero_grad(set_to_none=True)  # the backward filled parameter grads: free them
         if cam is None:
             raise GradCamError(f"medcam produced no map at layer {self.layer!r}")
-        cam = torch.as_tensor(np.asarray(cam, dtype=np.float32)).reshape(1, 1, *np.asarray(cam).shape[-3:])
-        cam = F.interpolate(cam, size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)
-        cam = cam[0, 0].clamp_(0.0, 1.0).numpy()
+        cam = np.asarray(cam, dtype=np.float32)
+        cam = np.clip(cam.reshape(cam.shape[-3:]), 0.0, 1.0)
         return logits.detach(), np.ascontiguousarray(cam, dtype=np.float32)

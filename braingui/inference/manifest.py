@@ -35,7 +35,11 @@ inside ``network.kwargs`` and ``model_card``)::
                  "channels": ["TC", "WT", "ET"]},                  #   (a permutation of TC, WT, ET)
       "output": {"activation": "softmax", "classes": ["A", "O", "G"],           # classification
                  "class_titles": {"A": "astrocytoma", "O": "oligodendroglioma", "G": "glioblastoma"}},
-      "gradcam": {"layer": "features.denseblock1"},  # classification only (default as in the paper)
+      "gradcam": {"layer": "features.denseblock1",  # classification only (default as in the paper)
+                  "method": "gradcam"},           # optional: gradcam | gradcam++ | hirescam | layercam
+      "input_statistics": {                       # optional: the training data's z-scored intensity quantiles
+        "normalisation": "zscore_nonzero", "quantiles": [0.01, ..., 0.99], "cases": 12,
+        "sequences": {"flair": {"median": [...], "scale": [...]}, ...}},  # (braingui.intensity_stats)
       "model_card": {"summary": "...", "training_data": "...", "citations": [...], "metrics": {...},
                      "configuration": {...}, "intended_use": "...", "demo": true}
     }
@@ -56,18 +60,25 @@ from typing import Any
 
 from braingui.discovery import MODALITIES
 from braingui.errors import BrainguiError
+from braingui.inference import limits
+from braingui.inference.networks import KwargsError, check_kwargs, networks_for, segresnet_levels
+from braingui.intensity_stats import InputStatistics
+from braingui.preprocess import ClassificationPrep, SegmentationPrep
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TASKS = ("segmentation", "classification")
-NETWORK_NAMES = ("SegResNet", "SegResNetVAE", "DenseNet121", "DenseNet169", "DenseNet")
-SEG_NETWORKS = ("SegResNet", "SegResNetVAE")
-CLS_NETWORKS = ("DenseNet121", "DenseNet169", "DenseNet")
+SEG_NETWORKS = networks_for("segmentation")
+CLS_NETWORKS = networks_for("classification")
 REGION_NAMES = ("TC", "WT", "ET")
 DEFAULT_CAM_LAYER = "features.denseblock1"
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam")
+"""The map methods a manifest may name (:data:`braingui.inference.cam_methods.METHODS` is this tuple)."""
+DEFAULT_CAM_METHOD = "gradcam"
 DEFAULT_CLASS_TITLES = {"A": "astrocytoma", "O": "oligodendroglioma", "G": "glioblastoma"}
 _CHANNEL_ALIASES = {"t1c": "t1ce", "t1gd": "t1ce", "t2f": "flair", "t1n": "t1", "t2w": "t2"}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+MAX_NAME_LENGTH = 120
 
 
 class BundleError(BrainguiError):
@@ -84,31 +95,46 @@ class BundleError(BrainguiError):
         super().__init__(f"model bundle {self.bundle}: {problem}" if self.bundle else problem)
 
 
-@dataclass(frozen=True)
-class SegmentationSpec:
-    """The ``input`` and ``output`` sections of a segmentation manifest, validated."""
+@dataclass(frozen=True, kw_only=True)
+class SegmentationSpec(SegmentationPrep):
+    """The ``input`` and ``output`` sections of a segmentation manifest, validated.
 
-    channels: tuple[str, ...]
-    crop: str | tuple[int, int, int]
-    multiple: int
-    zoom: float
-    margin: int
+    The input policy fields (``channels``, ``crop``, ``multiple``, ``zoom``, ``margin``) are those of
+    :class:`~braingui.preprocess.SegmentationPrep`: the spec *is* the prep that
+    :func:`~braingui.preprocess.prepare_segmentation` takes. Added here:
+
+    Attributes:
+        roi_size: sliding window size on the network grid (``None``: always the whole volume).
+        sw_overlap: sliding window overlap in [0, 1).
+        threshold: sigmoid threshold of a region.
+        regions: the region of each output channel (a permutation of TC, WT, ET).
+    """
+
     roi_size: tuple[int, int, int] | None
     sw_overlap: float
     threshold: float
     regions: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ClassificationSpec:
-    """The ``input``, ``output`` and ``gradcam`` sections of a classification manifest, validated."""
+@dataclass(frozen=True, kw_only=True)
+class ClassificationSpec(ClassificationPrep):
+    """The ``input``, ``output`` and ``gradcam`` sections of a classification manifest, validated.
 
-    channels: tuple[str, ...]
-    shape: tuple[int, int, int]
-    tolerance: float
+    The input policy fields (``channels``, ``shape``, ``tolerance``) are those of
+    :class:`~braingui.preprocess.ClassificationPrep`: the spec *is* the prep that
+    :func:`~braingui.preprocess.prepare_classification` takes. Added here:
+
+    Attributes:
+        classes: the class code of each output, in order.
+        class_titles: code -> name shown to the user.
+        cam_layer: the module whose class activation map is computed (``gradcam.layer``).
+        cam_method: how (``gradcam.method``, one of :data:`CAM_METHODS`; default ``gradcam``).
+    """
+
     classes: tuple[str, ...]
     class_titles: dict[str, str]
     cam_layer: str
+    cam_method: str = DEFAULT_CAM_METHOD
 
 
 @dataclass(frozen=True)
@@ -122,6 +148,7 @@ class Manifest:
         segmentation / classification: the task's spec (the other is ``None``).
         model_card: free-form model card (``demo``, ``intended_use``, metrics ...).
         raw: the dictionary as read.
+        input_statistics: the training data's intensity statistics (quality checks), or ``None``.
     """
 
     name: str
@@ -135,6 +162,7 @@ class Manifest:
     classification: ClassificationSpec | None
     model_card: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    input_statistics: InputStatistics | None = None
 
     @property
     def demo(self) -> bool:
@@ -174,6 +202,10 @@ class _Checker:
         self.where = where
 
     def fail(self, problem: str) -> BundleError:
+        """The error to raise: one line, at most about 300 characters of ``problem`` (values are quoted)."""
+        problem = " ".join(problem.split())
+        if len(problem) > 300:
+            problem = problem[:297] + "..."
         return BundleError(f"{MANIFEST_NAME}: {problem}", self.where)
 
     def section(self, data: dict, key: str, required: bool = True) -> dict:
@@ -199,16 +231,16 @@ class _Checker:
                lo_open: bool = False, hi_open: bool = False) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(f"'{where}.{key}' must be a number")
+            raise self.fail(f"'{where}.{key}' must be a finite number")
         if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
             raise self.fail(f"'{where}.{key}' = {value} is out of range "
                             f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
         return float(value)
 
-    def integer(self, data: dict, key: str, where: str, default: int, lo: int) -> int:
+    def integer(self, data: dict, key: str, where: str, default: int, lo: int, hi: int | None = None) -> int:
         value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise self.fail(f"'{where}.{key}' must be an integer >= {lo}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+            raise self.fail(f"'{where}.{key}' must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ""))
         return value
 
     def shape3(self, value: Any, where: str) -> tuple[int, int, int]:
@@ -246,7 +278,7 @@ def parse_manifest(data: Any, where: str | os.PathLike | None = None) -> Manifes
     if not isinstance(data, dict):
         raise c.fail("must hold a JSON object")
     c.only(data, ("format_version", "name", "task", "network", "weights", "input", "output", "gradcam",
-                  "model_card"), "manifest")
+                  "model_card", "input_statistics"), "manifest")
     version = data.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int):
         raise c.fail("'format_version' must be an integer")
@@ -256,6 +288,8 @@ def parse_manifest(data: Any, where: str | os.PathLike | None = None) -> Manifes
     if version < 1:
         raise c.fail(f"invalid format_version {version}")
     name = c.string(data, "name", "")
+    if len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise c.fail(f"'name' must be one line of at most {MAX_NAME_LENGTH} printable characters")
     task = data.get("task")
     if task not in TASKS:
         raise c.fail(f"'task' must be one of {', '.join(TASKS)}, got {task!r}")
@@ -265,9 +299,10 @@ def parse_manifest(data: Any, where: str | os.PathLike | None = None) -> Manifes
     allowed = SEG_NETWORKS if task == "segmentation" else CLS_NETWORKS
     if net_name not in allowed:
         raise c.fail(f"'network.name' must be one of {', '.join(allowed)} for {task}, got {net_name!r}")
-    kwargs = net.get("kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise c.fail("'network.kwargs' must be an object")
+    try:
+        kwargs = check_kwargs(net_name, net.get("kwargs", {}))
+    except KwargsError as exc:
+        raise c.fail(str(exc)) from None
     weights = c.section(data, "weights")
     c.only(weights, ("file", "sha256", "dtype"), "weights")
     wfile = c.string(weights, "file", "weights")
@@ -301,9 +336,42 @@ def parse_manifest(data: Any, where: str | os.PathLike | None = None) -> Manifes
     if "out_channels" in kwargs and kwargs["out_channels"] != n_out:
         what = "output.channels" if seg else "output.classes"
         raise c.fail(f"network.kwargs.out_channels = {kwargs['out_channels']} but {what} has {n_out} entries")
+    _check_limits(c, net_name, kwargs, seg, cls)
+    stats = _input_statistics(c, data, spec_channels)
     return Manifest(name=name, task=task, network=net_name, kwargs=dict(kwargs), weights_file=wfile,
                     sha256=sha.lower(), weights_dtype=dtype, segmentation=seg, classification=cls,
-                    model_card=dict(card), raw=data)
+                    model_card=dict(card), raw=data, input_statistics=stats)
+
+
+def _input_statistics(c: _Checker, data: dict, channels: tuple[str, ...]) -> InputStatistics | None:
+    """The optional ``input_statistics`` section; its sequences must be input channels."""
+    if "input_statistics" not in data:
+        return None
+    try:
+        stats = InputStatistics.from_dict(data["input_statistics"])
+    except ValueError as exc:
+        raise c.fail(str(exc)) from None
+    unknown = sorted(set(stats.median) - set(channels))
+    if unknown:
+        raise c.fail(f"'input_statistics.sequences' names {unknown}, which are not in input.channels")
+    return stats
+
+
+def _check_limits(c: _Checker, net_name: str, kwargs: dict, seg: SegmentationSpec | None,
+                  cls: ClassificationSpec | None) -> None:
+    """Input sizes the network can take, and work bounded on a BraTS-sized case (:mod:`.limits`)."""
+    try:
+        if seg is not None:
+            levels = segresnet_levels(kwargs)
+            if seg.multiple % 2 ** levels:
+                raise limits.LimitError("input.multiple", f"= {seg.multiple} but the network halves its input "
+                                        f"{levels} times (network.kwargs.blocks_down): use a multiple of {2 ** levels}")
+            limits.check_segmentation(seg.crop, seg.zoom, seg.multiple, seg.roi_size, seg.sw_overlap)
+        else:
+            levels = len(kwargs.get("block_config", (6, 12, 24, 16))) + 1
+            limits.check_classification(cls.shape, levels)
+    except limits.LimitError as exc:
+        raise c.fail(str(exc)) from None
 
 
 def _normalisation(c: _Checker, inp: dict) -> None:
@@ -319,9 +387,9 @@ def _parse_segmentation(c: _Checker, inp: dict, out: dict) -> SegmentationSpec:
     _normalisation(c, inp)
     crop = inp.get("crop", "bbox")
     crop = "bbox" if crop == "bbox" else c.shape3(crop, "input.crop")
-    multiple = c.integer(inp, "multiple", "input", 8, 1)
-    zoom = c.number(inp, "zoom", "input", 1.0, 0.0, 4.0, lo_open=True)
-    margin = c.integer(inp, "margin", "input", 0, 0)
+    multiple = c.integer(inp, "multiple", "input", 8, 1, 64)
+    zoom = c.number(inp, "zoom", "input", 1.0, 0.1, 4.0)
+    margin = c.integer(inp, "margin", "input", 0, 0, 64)
     roi = inp.get("roi_size")
     roi = None if roi is None else c.shape3(roi, "input.roi_size")
     if isinstance(crop, tuple) and any(s % multiple for s in crop):
@@ -333,9 +401,11 @@ def _parse_segmentation(c: _Checker, inp: dict, out: dict) -> SegmentationSpec:
         raise c.fail("'output.activation' must be sigmoid for segmentation (one channel per region)")
     threshold = c.number(out, "threshold", "output", 0.5, 0.0, 1.0, lo_open=True, hi_open=True)
     regions = out.get("channels")
-    if not isinstance(regions, list) or sorted(regions) != sorted(REGION_NAMES):
+    if (not isinstance(regions, list) or not all(isinstance(r, str) for r in regions)
+            or sorted(regions) != sorted(REGION_NAMES)):
         raise c.fail(f"'output.channels' must list the regions {', '.join(REGION_NAMES)} in output order, got {regions!r}")
-    return SegmentationSpec(channels, crop, multiple, zoom, margin, roi, overlap, threshold, tuple(regions))
+    return SegmentationSpec(channels=channels, crop=crop, multiple=multiple, zoom=zoom, margin=margin, roi_size=roi,
+                            sw_overlap=overlap, threshold=threshold, regions=tuple(regions))
 
 
 def _parse_classification(c: _Checker, inp: dict, out: dict, cam: Any) -> ClassificationSpec:
@@ -360,9 +430,13 @@ def _parse_classification(c: _Checker, inp: dict, out: dict, cam: Any) -> Classi
     titles = {k: titles.get(k, DEFAULT_CLASS_TITLES.get(k, k)) for k in classes}
     if not isinstance(cam, dict):
         raise c.fail("'gradcam' must be an object")
-    c.only(cam, ("layer",), "gradcam")
+    c.only(cam, ("layer", "method"), "gradcam")
     layer = c.string(cam, "layer", "gradcam", DEFAULT_CAM_LAYER)
-    return ClassificationSpec(channels, shape, tolerance, tuple(classes), titles, layer)
+    method = c.string(cam, "method", "gradcam", DEFAULT_CAM_METHOD)
+    if method not in CAM_METHODS:
+        raise c.fail(f"'gradcam.method' {method!r} is not a map method (choose one of: {', '.join(CAM_METHODS)})")
+    return ClassificationSpec(channels=channels, shape=shape, tolerance=tolerance, classes=tuple(classes),
+                              class_titles=titles, cam_layer=layer, cam_method=method)
 
 
 def read_bundle(folder: str | os.PathLike) -> Bundle:
@@ -376,9 +450,24 @@ def read_bundle(folder: str | os.PathLike) -> Bundle:
     if not path.is_file():
         raise BundleError(f"no {MANIFEST_NAME} in the folder", folder)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BundleError(f"cannot read {MANIFEST_NAME} ({exc})", folder) from exc
+        with open(path, "rb") as fh:
+            raw = fh.read(limits.MAX_MANIFEST_BYTES + 1)
+        if len(raw) > limits.MAX_MANIFEST_BYTES:
+            raise BundleError(f"{MANIFEST_NAME} is larger than {limits.MAX_MANIFEST_BYTES >> 20} MB; not read", folder)
+        data = json.loads(raw.decode("utf-8"))
+    except OSError as exc:
+        raise BundleError(f"cannot read {MANIFEST_NAME} ({exc.strerror or exc})", folder) from None
+    except UnicodeDecodeError:
+        raise BundleError(f"{MANIFEST_NAME} is not UTF-8 text", folder) from None
     except json.JSONDecodeError as exc:
-        raise BundleError(f"{MANIFEST_NAME} is not valid JSON (line {exc.lineno}: {exc.msg})", folder) from exc
-    return Bundle(folder, parse_manifest(data, folder))
+        raise BundleError(f"{MANIFEST_NAME} is not valid JSON (line {exc.lineno}: {exc.msg})", folder) from None
+    except RecursionError:
+        raise BundleError(f"{MANIFEST_NAME} is nested too deeply to read", folder) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise BundleError(f"{MANIFEST_NAME} cannot be read ({str(exc).split(':')[0][:120]})", folder) from None
+    if limits.json_depth(data) > limits.MAX_JSON_DEPTH:
+        raise BundleError(f"{MANIFEST_NAME} is nested too deeply (more than {limits.MAX_JSON_DEPTH} levels)", folder)
+    try:
+        return Bundle(folder, parse_manifest(data, folder))
+    except RecursionError:
+        raise BundleError(f"{MANIFEST_NAME}: a value is nested too deeply", folder) from None

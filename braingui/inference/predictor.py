@@ -7,16 +7,21 @@ After nnU-Net v2's predictor: construct once, load the trained folders once, the
 * :class:`SegmentationModel` — sigmoid region probabilities on the network grid, by whole-volume forward
   or by sliding windows (a generator that yields between windows, so the pipeline can report progress
   and cancel), under ``no_grad`` and, on CUDA, autocast (fp16).
-* :class:`ClassificationModel` — softmax probabilities and Grad-CAM maps (through
-  :mod:`braingui.inference.gradcam`); the Grad-CAM pass runs in fp32 (fp16 gradients at the first dense
-  block can underflow) and gives the logits too.
+* :class:`ClassificationModel` — softmax probabilities and class activation maps (any method and layer
+  of :mod:`braingui.inference.cam_methods`; the manifest's ``gradcam`` section gives the default); the
+  map's pass runs in fp32 (fp16 gradients at the first dense block can underflow) and gives the logits too.
 * :class:`Predictor` — the cache: ``load(bundle)`` returns the same model object for the same bundle
-  folder and weights.
+  folder and weights; on the CPU a segmentation network's forward runs through OpenVINO when it is
+  installed and the network converts (:mod:`braingui.inference.openvino_backend`; ``backend`` /
+  ``$BRAINGUI_BACKEND``: ``auto``, ``torch``, ``openvino``), else torch; :meth:`Predictor.warm_up` makes a
+  loaded model's first real pass as fast as the next ones (lazy imports, kernel set-up, the Grad-CAM
+  backward's first use).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Generator
 from pathlib import Path
 
@@ -25,7 +30,7 @@ import torch
 
 from braingui.errors import BrainguiError
 from braingui.inference.bundle import load_network
-from braingui.inference.manifest import Bundle
+from braingui.inference.manifest import Bundle, ClassificationSpec, SegmentationSpec
 from braingui.preprocess import ClassificationPrep, SegmentationPrep
 from braingui.results import ModelInfo
 
@@ -108,6 +113,17 @@ class LoadedModel:
         return ModelInfo(name=m.name, task=m.task, path=str(self.bundle.folder), sha256=m.sha256, demo=m.demo,
                          model_card=dict(m.model_card))
 
+    @property
+    def spec(self) -> SegmentationSpec | ClassificationSpec:
+        """The manifest's validated ``input`` / ``output`` sections for the bundle's task."""
+        m = self.bundle.manifest
+        return m.segmentation if m.task == "segmentation" else m.classification
+
+    @property
+    def prep(self) -> SegmentationPrep | ClassificationPrep:
+        """The input policy for :mod:`braingui.preprocess` (the spec is one)."""
+        return self.spec
+
     def autocast(self):
         """Mixed precision on CUDA, nothing elsewhere."""
         if self.amp:
@@ -118,19 +134,33 @@ class LoadedModel:
         """``(C, X, Y, Z)`` float32 numpy -> ``(1, C, X, Y, Z)`` tensor on the device."""
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(self.device)
 
+    @property
+    def cancel_modules(self) -> list[torch.nn.Module]:
+        """The modules whose forward pre-hooks see a cancel (:func:`braingui.inference.interrupt.interruptible`)."""
+        return [self.network]
+
 
 class SegmentationModel(LoadedModel):
     """A segmentation bundle, loaded (see the module docstring)."""
 
-    @property
-    def spec(self):
-        return self.bundle.manifest.segmentation
+    backend = "torch"
+    """What runs the forward: ``"torch"`` or ``"openvino"`` (:attr:`runner`)."""
+    backend_note: str | None = None
+    """Why the backend asked for is not the one used (a warning for the result), or ``None``."""
 
     @property
-    def prep(self) -> SegmentationPrep:
-        """The input policy for :func:`braingui.preprocess.prepare_segmentation`."""
-        s = self.spec
-        return SegmentationPrep(channels=s.channels, crop=s.crop, multiple=s.multiple, zoom=s.zoom, margin=s.margin)
+    def runner(self) -> torch.nn.Module:
+        """The module that computes the forward: the OpenVINO model when one is attached, else the network."""
+        return getattr(self, "_runner", None) or self.network
+
+    def use_runner(self, runner: torch.nn.Module | None, backend: str, note: str | None = None) -> None:
+        """Run forwards through ``runner`` (``None``: the torch network) and record the choice."""
+        self._runner, self.backend, self.backend_note = runner, backend, note
+
+    @property
+    def cancel_modules(self) -> list[torch.nn.Module]:
+        """The modules whose forward pre-hooks see a cancel (:func:`braingui.inference.interrupt.interruptible`)."""
+        return [self.network] + ([self.runner] if self.runner is not self.network else [])
 
     def windows(self, shape: tuple[int, int, int]) -> list[tuple[slice, slice, slice]]:
         """The windows for a network input of spatial ``shape``."""
@@ -156,7 +186,7 @@ class SegmentationModel(LoadedModel):
         with torch.no_grad():
             for i, sl in enumerate(slices):
                 with self.autocast():
-                    out = self.network(x[(Ellipsis,) + sl])
+                    out = self.runner(x[(Ellipsis,) + sl])
                 out = out.float()
                 if len(slices) == 1:
                     total = out
@@ -185,28 +215,24 @@ class SegmentationModel(LoadedModel):
 class ClassificationModel(LoadedModel):
     """A classification bundle, loaded (see the module docstring)."""
 
-    def __init__(self, bundle: Bundle, network: torch.nn.Module, device: torch.device, amp: bool = True):
-        super().__init__(bundle, network, device, amp)
-        self._cam = None
+    def cam_choice(self, method: str | None = None, layer: str | None = None) -> tuple[str, str]:
+        """``(method, layer)`` of the maps: the given ones, else the manifest's (``gradcam.method`` /
+        ``gradcam.layer``); neither is checked here (:meth:`check_cam_choice` does)."""
+        return method or self.spec.cam_method, layer or self.spec.cam_layer
 
-    @property
-    def spec(self):
-        return self.bundle.manifest.classification
+    def check_cam_choice(self, method: str | None = None, layer: str | None = None) -> tuple[str, str]:
+        """:meth:`cam_choice`, checked against :data:`~braingui.inference.cam_methods.METHODS` and this
+        network's :func:`~braingui.inference.cam_methods.cam_layers`.
 
-    @property
-    def prep(self) -> ClassificationPrep:
-        """The input policy for :func:`braingui.preprocess.prepare_classification`."""
-        s = self.spec
-        return ClassificationPrep(channels=s.channels, shape=s.shape, tolerance=s.tolerance)
+        Raises:
+            CamError: an unknown method or layer, one line naming the valid ones.
+        """
+        from braingui.inference.cam_methods import check_layer, check_method
 
-    @property
-    def gradcam(self):
-        """The medcam adapter at the manifest's layer (built on first use, after ``.to(device)``)."""
-        if self._cam is None:
-            from braingui.inference.gradcam import MedcamGradCam
-
-            self._cam = MedcamGradCam(self.network, self.spec.cam_layer)
-        return self._cam
+        method, layer = self.cam_choice(method, layer)
+        check_method(method)
+        check_layer(self.network, layer)
+        return method, layer
 
     def probabilities(self, array: np.ndarray) -> np.ndarray:
         """Softmax class probabilities ``(n_classes,)`` float64 of a prepared input (no Grad-CAM)."""
@@ -214,18 +240,30 @@ class ClassificationModel(LoadedModel):
             logits = self.network(self.tensor(array))
         return softmax(logits)
 
-    def explain(self, array: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities and the Grad-CAM of one class, in one forward + backward (fp32).
+    def explain(self, array: np.ndarray, class_index: int | None = None, *, on_input_grid: bool = True,
+                method: str | None = None, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and the class activation map of one class, in one forward + backward (fp32).
 
         Args:
             array: float32 ``(C, X, Y, Z)`` network input.
             class_index: the class to explain; ``None`` = the predicted class.
+            on_input_grid: resize the map to the input grid; ``False`` keeps the layer's own (coarser)
+                grid, which spans the same field of view, for callers that resample it once themselves.
+            method, layer: the map's method and layer (``None``: the manifest's, :meth:`cam_choice`).
 
         Returns:
-            ``(probabilities (n_classes,) float64, cam float32 (X, Y, Z) in [0, 1] on the input grid)``.
+            ``(probabilities (n_classes,) float64, cam float32 (X, Y, Z) in [0, 1])``, the cam on the input
+            grid (or the layer's grid).
+
+        Raises:
+            CamError: unknown method or layer, or no map at that layer.
         """
-        logits, cam = self.gradcam(self.tensor(array), class_index)
-        return softmax(logits), cam
+        from braingui.inference.cam_methods import compute_cam, upsample
+
+        method, layer = self.cam_choice(method, layer)
+        x = self.tensor(array)
+        logits, cam = compute_cam(self.network, x, method, layer, class_index)
+        return softmax(logits), (upsample(cam, x.shape[2:]) if on_input_grid else cam)
 
 
 def softmax(logits: torch.Tensor) -> np.ndarray:
@@ -244,12 +282,24 @@ class Predictor:
     Args:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         amp: mixed precision on CUDA.
+        backend: the segmentation forward's backend: ``auto`` (OpenVINO on the CPU when installed and the
+            network converts, else torch), ``torch`` or ``openvino`` (torch with a warning when it cannot
+            run); ``None`` reads ``$BRAINGUI_BACKEND`` (default ``auto``).
+
+    Raises:
+        DeviceError: unknown or unavailable device.
+        BrainguiError: unknown backend.
     """
 
-    def __init__(self, device: str = "auto", amp: bool = True):
+    def __init__(self, device: str = "auto", amp: bool = True, backend: str | None = None):
+        from braingui.inference.openvino_backend import requested_backend
+
         self.device = resolve_device(device)
         self.amp = amp
+        self.backend = requested_backend(backend)
         self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._lock = threading.RLock()  # a background preload and an analysis may load at the same time
+        self._warm: set[int] = set()
 
     def load(self, bundle: Bundle) -> SegmentationModel | ClassificationModel:
         """The loaded model of a bundle (cached by folder and weights sha256).
@@ -258,13 +308,67 @@ class Predictor:
             BundleError: see :func:`braingui.inference.bundle.load_network`.
         """
         key = (str(Path(bundle.folder).resolve()), bundle.manifest.sha256)
-        model = self._models.get(key)
-        if model is None:
-            network = load_network(bundle).to(self.device)
-            cls = SegmentationModel if bundle.task == "segmentation" else ClassificationModel
-            model = cls(bundle, network, self.device, self.amp)
-            self._models[key] = model
-        return model
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                network = load_network(bundle).to(self.device)
+                cls = SegmentationModel if bundle.task == "segmentation" else ClassificationModel
+                model = cls(bundle, network, self.device, self.amp)
+                if isinstance(model, SegmentationModel):
+                    self._choose_backend(model)
+                self._models[key] = model
+            return model
+
+    def _choose_backend(self, model: SegmentationModel) -> None:
+        from braingui.inference import openvino_backend as ovb
+
+        if self.backend == "torch" or (self.backend == "auto" and not ovb.available()):
+            return
+        if self.device.type != "cpu":
+            if self.backend == "openvino":
+                model.use_runner(None, "torch", f"OpenVINO runs on the CPU only: segmentation ran in torch on "
+                                                f"{self.device}")
+            return
+        spec = model.spec
+        try:
+            runner = ovb.compile_segmentation(model.bundle, model.network, len(spec.channels),
+                                              _size_multiple(model))
+        except ovb.BackendError as exc:
+            model.use_runner(None, "torch", f"{model.bundle.name}: {exc}; segmentation ran in torch")
+            return
+        model.use_runner(runner, "openvino")
 
     def is_loaded(self, bundle: Bundle) -> bool:
         return (str(Path(bundle.folder).resolve()), bundle.manifest.sha256) in self._models
+
+    def warm_up(self, model: LoadedModel) -> None:
+        """Run ``model`` once on a small input so its first real pass costs what the next ones do.
+
+        A segmentation model runs one forward (through its backend) on a ``(C, m, m, m)`` input (``m``
+        twice the size multiple); a classifier one forward + backward of its map method at the manifest's
+        input shape halved, which imports what the first backward needs (medcam, sympy through
+        ``torch.autograd``) and sets up the kernels. Done once per model; failures are left to the real
+        pass to report.
+        """
+        with self._lock:
+            if id(model) in self._warm:
+                return
+            self._warm.add(id(model))
+        try:
+            if isinstance(model, SegmentationModel):
+                m = _size_multiple(model) * 2
+                model.probabilities(np.zeros((len(model.spec.channels), m, m, m), np.float32))
+            elif isinstance(model, ClassificationModel):
+                shape = tuple(min(s, max(16, s // 2)) for s in model.spec.shape)
+                rng = np.random.default_rng(0)
+                model.explain(rng.standard_normal((len(model.spec.channels),) + shape).astype(np.float32),
+                              on_input_grid=False)
+        except Exception:  # noqa: BLE001 - a warm-up never fails a run; the real pass reports problems
+            pass
+
+
+def _size_multiple(model: SegmentationModel) -> int:
+    """The size multiple a SegResNet's input needs (``2 ** levels``; at least the manifest's ``multiple``)."""
+    from braingui.inference.networks import segresnet_levels
+
+    return max(int(model.spec.multiple), 2 ** segresnet_levels(model.bundle.manifest.kwargs))

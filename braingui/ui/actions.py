@@ -3,7 +3,7 @@
 Keys: Up/Right and Down/Left step one slice, Page Up/Down ten; A / C / S switch to the axial, coronal
 and sagittal plane; 1-4 pick FLAIR, T1, T1ce, T2; T jumps to the largest tumour slice, H to the hottest
 Grad-CAM voxel; D opens the 3D tumour view; Home resets the zoom; Ctrl+O opens a case, Ctrl+R runs the analysis, Esc cancels it,
-Ctrl+E exports.
+Ctrl+E exports, Ctrl+P writes the PDF report.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def install_actions(w) -> None:
     w.update_recent_menu()
     w.export_action = _action(w, file_menu, "&Export\u2026", w.export_dialog, "Ctrl+E",
                               "Segmentation and Grad-CAM as NIfTI, a PNG of the panes and the results JSON")
+    w.report_action = _action(w, file_menu, "&Report\u2026", lambda: _report(w), "Ctrl+P",
+                              "A PDF report of the case: panes, volumes, measurements, class, explanation, models")
     file_menu.addSeparator()
     _action(w, file_menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
 
@@ -57,8 +59,8 @@ def install_actions(w) -> None:
     _action(w, view_menu, "Reset zoom", w.panes.reset_zoom, "Home")
     _action(w, view_menu, "Panes in a 2x2 grid", lambda: _arrange(w, "grid"))
     _action(w, view_menu, "Panes in a row (as the paper)", lambda: _arrange(w, "row"))
-    _action(w, view_menu, "Largest tumour slice", w.jump_to_tumour, "T")
-    _action(w, view_menu, "Hottest Grad-CAM voxel", w.jump_to_hottest, "H")
+    _action(w, view_menu, "Largest tumour slice", w.ctx.jump_to_tumour, "T")
+    _action(w, view_menu, "Hottest Grad-CAM voxel", w.ctx.jump_to_hottest, "H")
     view_menu.addSeparator()
     _action(w, view_menu, "3D tumour view", w.show_surface, "D", "Tumour label surfaces in 3D (needs OpenGL)")
 
@@ -81,6 +83,12 @@ def install_actions(w) -> None:
 
     for seq, steps in (("Up", 1), ("Right", 1), ("Down", -1), ("Left", -1), ("PgUp", 10), ("PgDown", -10)):
         _action(w, None, f"step {steps}", lambda s=steps: ctx.step_slice(s), seq)
+
+
+def _report(w) -> None:
+    from braingui.ui.report_pdf import report_dialog
+
+    report_dialog(w)
 
 
 def _arrange(w, arrangement: str) -> None:

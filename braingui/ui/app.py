@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 SCREENSHOT_SIZE = (1600, 1000)
@@ -71,8 +70,9 @@ def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None,
         case: a case folder (or MSD 4D image) to open at once.
         explicit: modality -> file overrides.
         label_convention: force the label convention of the case's label map.
-        screenshot: open the case, run the analysis, save the window as this PNG and exit (0 on success,
-            1 when loading or the analysis failed; the PNG is written in both cases).
+        screenshot: open the case, run the analysis, save the window as this PNG and exit: 0 on success;
+            1 when the analysis failed or could not start (the PNG shows the case as it is); 1 and no PNG
+            at all when the case could not be opened.
         analysis_options: keyword arguments for the inference pipeline (model bundles, device).
         plane: the plane shown first. A screenshot shows the slice of that plane with the largest tumour
             area (the model's segmentation, else the case's labels).
@@ -97,7 +97,7 @@ def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None,
 
         def finish(code: int) -> None:
             status["code"] = code
-            win.jump_to_tumour()
+            win.ctx.jump_to_tumour(user=False)
             app.processEvents()
             try:
                 win.save_screenshot(target)
@@ -110,6 +110,11 @@ def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None,
 
         def on_failed(message: str) -> None:
             print(f"braingui: error: {message}", file=sys.stderr)
+            if win.ctx.case is None:  # the case did not open: there is nothing to show, so nothing is written
+                status["code"] = 1
+                win.close()
+                app.exit(1)
+                return
             QTimer.singleShot(300, lambda: finish(1))
 
         win.analysis_done.connect(lambda _r: QTimer.singleShot(300, lambda: finish(0)))
@@ -125,20 +130,38 @@ def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None,
     win.show()
     if case is not None or explicit:
         win.open_case(case, explicit, label_convention)
+    wake = _quit_on_signals(app, win, status)
     code = app.exec()
+    wake.stop()
+    if "signal" in status:
+        return status["signal"]
     return status["code"] if screenshot is not None else int(code)
 
 
-def time_to_window() -> float:
-    """Seconds from process start (as seen by ``time.perf_counter`` at import) to a shown window; for the bench."""
-    t0 = time.perf_counter()
-    app = create_app()
-    from braingui.ui.main_window import MainWindow
-    from braingui.ui.settings import Settings
+def _quit_on_signals(app, win, status: dict):
+    """Ctrl+C (SIGINT) and SIGTERM close the window cleanly (jobs cancelled, settings saved) and quit.
 
-    win = MainWindow(Settings(read_only=True))
-    win.show()
-    app.processEvents()
-    dt = time.perf_counter() - t0
-    win.close()
-    return dt
+    Python runs its signal handlers only between bytecodes, and Qt's event loop waits in C, so a timer
+    hands control to Python every 200 ms. Returns that timer (stop it after the loop).
+    """
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def handler(signum, _frame):
+        name = "interrupted" if signum == signal.SIGINT else "terminated"
+        print(f"braingui: {name}; closing the window", file=sys.stderr)
+        status["signal"] = 128 + int(signum)
+        win.close()
+        app.quit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread, or a platform without it
+            pass
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    return wake
+

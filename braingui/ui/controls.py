@@ -76,8 +76,32 @@ class SliceControls(QWidget):
         self.hot_button.setEnabled(ctx.heat is not None)
 
 
+WINDOW_LABELS = {
+    "low": ("Window low", "Intensity shown as black, in the image's intensity units (darker values are black "
+                          "too). Or right-drag in a pane: left / right narrows / widens the window, up / down "
+                          "brightens / darkens it."),
+    "high": ("Window high", "Intensity shown as white, in the image's intensity units (brighter values are white "
+                            "too). Or right-drag in a pane."),
+}
+"""``key -> (label, tooltip)`` of the two window spin boxes."""
+WINDOW_UNITS_TIP = ("MRI intensities have no physical unit: the numbers are the scanner's (or the "
+                    "preprocessing's) arbitrary units, as stored in the image file.")
+
+
+def window_summary(lo: float, hi: float) -> str:
+    """The window as level / width, in the image's intensity units (the line under the spin boxes)."""
+    return f"level {(lo + hi) / 2:.1f}, width {hi - lo:.1f} (image intensity units)"
+
+
 class LookControls(QWidget):
-    """Modality, window/level, convention, colormap, Grad-CAM class, label source and opacities."""
+    """Modality, window/level, convention, colormap, Grad-CAM class, label source and opacities.
+
+    Signals:
+        cam_class_requested(str): the user chose a class whose map is not computed yet (the window computes
+            it in the background, :mod:`braingui.ui.cam_requests`, and shows it when ready).
+    """
+
+    cam_class_requested = Signal(str)
 
     def __init__(self, ctx: DisplayContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -90,20 +114,32 @@ class LookControls(QWidget):
         self.modality.setToolTip("Image shown in the panes (keys 1-4)")
         self.modality.activated.connect(lambda i: ctx.set_modality(self.modality.itemData(i)))
         form.addRow("Image", self.modality)
-        wl = QHBoxLayout()
         self.win_lo, self.win_hi = QDoubleSpinBox(), QDoubleSpinBox()
-        for box, tip in ((self.win_lo, "window low"), (self.win_hi, "window high")):
-            box.setRange(-1e7, 1e7)
-            box.setDecimals(1)
-            box.setKeyboardTracking(False)
-            box.setToolTip(f"{tip} (or right-drag in a pane)")
-            box.valueChanged.connect(self._on_window)
-            wl.addWidget(box)
+        self.win_labels: dict[str, QLabel] = {}
         self.win_reset = QPushButton("Auto")
         self.win_reset.setToolTip("Window from the 1st-99th percentile of the brain voxels")
         self.win_reset.clicked.connect(ctx.reset_window)
-        wl.addWidget(self.win_reset)
-        form.addRow("Window", wl)
+        for key, box in (("low", self.win_lo), ("high", self.win_hi)):
+            text, tip = WINDOW_LABELS[key]
+            box.setRange(-1e7, 1e7)
+            box.setDecimals(1)
+            box.setKeyboardTracking(False)
+            box.setToolTip(tip)
+            box.setAccessibleName(text)
+            box.valueChanged.connect(self._on_window)
+            label = QLabel(text)
+            label.setBuddy(box)
+            label.setToolTip(tip)
+            self.win_labels[key] = label
+            row = QHBoxLayout()
+            row.addWidget(box, 1)
+            if key == "low":
+                row.addWidget(self.win_reset)
+            form.addRow(label, row)
+        self.win_units = QLabel("")
+        self.win_units.setStyleSheet("color: #999;")
+        self.win_units.setToolTip(WINDOW_UNITS_TIP)
+        form.addRow("", self.win_units)
         self.convention = QComboBox()
         self.convention.addItem("Radiological (R on left)", planes.RADIOLOGICAL)
         self.convention.addItem("Neurological (L on left)", planes.NEUROLOGICAL)
@@ -115,8 +151,9 @@ class LookControls(QWidget):
         self.colormap.activated.connect(lambda i: ctx.set_colormap(self.colormap.itemData(i)))
         form.addRow("Colormap", self.colormap)
         self.cam_class = QComboBox()
-        self.cam_class.setToolTip("Which class's Grad-CAM to show (the predicted class by default)")
-        self.cam_class.activated.connect(lambda i: ctx.set_cam_class(self.cam_class.itemData(i)))
+        self.cam_class.setToolTip("Which class's heat map to show (the predicted class by default); a class "
+                                  "not computed yet is computed on demand, in a few seconds")
+        self.cam_class.activated.connect(self._on_cam_class)
         form.addRow("Grad-CAM of", self.cam_class)
         self.reference = QCheckBox("Show the case's own label file")
         self.reference.setToolTip("Compare: show the reference labels that came with the case instead of the model's")
@@ -124,7 +161,8 @@ class LookControls(QWidget):
         form.addRow("Labels", self.reference)
         self.seg_opacity = self._opacity_slider(ctx.set_seg_opacity, "Opacity of the segmentation fill")
         form.addRow("Segmentation", self.seg_opacity)
-        self.heat_opacity = self._opacity_slider(ctx.set_heat_opacity, "Opacity of the heat map in the overlay")
+        self.heat_opacity = self._opacity_slider(ctx.set_heat_opacity, "Opacity of the heat map over the anatomy "
+                                                 "(Grad-CAM and overlay panes)")
         form.addRow("Heat map", self.heat_opacity)
         ctx.changed.connect(self.sync)
         self.sync()
@@ -136,6 +174,14 @@ class LookControls(QWidget):
         s.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         s.valueChanged.connect(lambda v: setter(v / 100.0))
         return s
+
+    def _on_cam_class(self, index: int) -> None:
+        code, result = self.cam_class.itemData(index), self.ctx.result
+        if result is not None and code not in result.cams:
+            self.cam_class.setCurrentIndex(max(0, self.cam_class.findData(self.ctx.cam_class)))  # until it is ready
+            self.cam_class_requested.emit(code)
+        else:
+            self.ctx.set_cam_class(code)
 
     def _on_window(self, _=None) -> None:
         self.ctx.set_window(self.win_lo.value(), self.win_hi.value())
@@ -152,14 +198,16 @@ class LookControls(QWidget):
         lo, hi = ctx.window
         self.win_lo.setValue(lo)
         self.win_hi.setValue(hi)
+        self.win_units.setText(window_summary(lo, hi) if ctx.case is not None else "")
         self.convention.setCurrentIndex(max(0, self.convention.findData(ctx.convention)))
         self.colormap.setCurrentIndex(max(0, self.colormap.findData(ctx.colormap)))
-        if what is None or "data" in what:
+        if what is None or "data" in what or "look" in what:  # "look": a map computed on demand arrived
             self.cam_class.clear()
-            if ctx.result is not None:
-                for code in ctx.result.cams:
+            if ctx.result is not None and ctx.result.cams:  # every class: a missing map is computed on demand
+                for code in dict.fromkeys((*ctx.result.class_names, *ctx.result.cams)):
                     title = ctx.result.class_titles.get(code, code)
-                    self.cam_class.addItem(f"{title}" + (" (predicted)" if code == ctx.result.predicted_class else ""), code)
+                    more = " (predicted)" if code == ctx.result.predicted_class else ""
+                    self.cam_class.addItem(title + more + ("" if code in ctx.result.cams else " — compute"), code)
         self.cam_class.setCurrentIndex(max(0, self.cam_class.findData(ctx.cam_class)))
         self.cam_class.setEnabled(self.cam_class.count() > 1)
         has_ref = ctx.case is not None and ctx.case.labels is not None

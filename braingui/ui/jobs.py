@@ -3,7 +3,9 @@
 Each ``*_job`` returns a factory ``(cancel_event) -> generator`` (see :mod:`braingui.ui.worker`). The
 analysis factory imports the inference stack (torch, MONAI) *inside the worker thread*, the first time
 it runs, so the window opens without loading torch. The :class:`~braingui.inference.predictor.Predictor`
-is kept between runs, so a second case does not load the networks again.
+is kept between runs, so a second case does not load the networks again, and the bundle search the
+window ran to decide whether to analyse (:func:`find_models`) is handed to the worker instead of being
+run again, unless the searched folders or their manifests changed since.
 """
 
 from __future__ import annotations
@@ -11,24 +13,60 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from braingui.discovery import MODALITIES
 from braingui.errors import BrainguiError
 from braingui.results import ProgressEvent
 
 _PREDICTORS: dict[str, Any] = {}
 _PREDICTOR_LOCK = threading.Lock()
+_SEARCHES: dict[str | None, tuple[tuple, Any]] = {}
+"""``models_dir -> (fingerprint, BundleSearch)``: the latest search per ``--models`` folder."""
+_SEARCH_LOCK = threading.Lock()
+
+
+@dataclass
+class SeriesQuestion:
+    """What a load job returns for a DICOM folder whose series roles the user should confirm first.
+
+    Attributes:
+        study: the converted :class:`braingui.dicom.DicomStudy` (its ``proposal`` is the suggestion).
+        path, explicit, label_convention: the arguments of the load.
+    """
+
+    study: Any
+    path: str | os.PathLike
+    explicit: dict[str, str] | None = None
+    label_convention: str | None = None
+
+    def answer(self, series_map: dict[str, str]) -> tuple[str | os.PathLike, dict[str, str], str | None]:
+        """``open_case`` arguments that load the study with ``series_map`` (modality -> series key)."""
+        return self.path, {**(self.explicit or {}), **series_map}, self.label_convention
 
 
 def load_case_job(path: str | os.PathLike | None, explicit: dict[str, str] | None = None,
-                  label_convention: str | None = None) -> Callable[[threading.Event], Any]:
-    """A job that loads a case with :func:`braingui.case.load_case` and returns the ``Case``."""
+                  label_convention: str | None = None,
+                  confirm_series: bool = False) -> Callable[[threading.Event], Any]:
+    """A job that loads a case with :func:`braingui.case.load_case` and returns the ``Case``.
+
+    With ``confirm_series``, a DICOM folder whose four modalities are not all named in ``explicit`` is
+    converted and returned as a :class:`SeriesQuestion` instead (the window asks, then loads again).
+    """
 
     def job(cancel: threading.Event):
         from braingui.case import load_case
 
         t0 = time.perf_counter()
         yield ProgressEvent("load case", 0.0, 0.0, f"reading {os.fspath(path) if path else 'the files'}")
+        if confirm_series and not set(MODALITIES) <= set(explicit or {}):
+            from braingui import dicom
+
+            if dicom.is_dicom_folder(path):
+                yield ProgressEvent("load case", 0.1, time.perf_counter() - t0, "converting the DICOM series")
+                study = dicom.open_study(path)
+                return SeriesQuestion(study, path, explicit, label_convention)
         case = load_case(path, explicit, label_convention)
         yield ProgressEvent("load case", 1.0, time.perf_counter() - t0, case.case_id)
         return case
@@ -36,8 +74,36 @@ def load_case_job(path: str | os.PathLike | None, explicit: dict[str, str] | Non
     return job
 
 
+def _mtime(path: os.PathLike) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _fingerprint(models_dir: str | os.PathLike | None) -> tuple:
+    """What a bundle search reads, by modification time: each location (they follow the environment),
+    its manifest, and each sub-folder with its manifest (a bundle added, removed or edited changes it)."""
+    from braingui.inference.locate import search_locations
+    from braingui.inference.manifest import MANIFEST_NAME
+
+    out = []
+    for loc in search_locations(models_dir):
+        try:
+            subs = sorted(p for p in loc.path.iterdir() if p.is_dir()) if loc.path else []
+        except OSError:
+            subs = []
+        here = (_mtime(loc.path), _mtime(loc.path / MANIFEST_NAME)) if loc.path else None
+        inside = tuple((p.name, _mtime(p), _mtime(p / MANIFEST_NAME)) for p in subs)
+        out.append((loc.source, str(loc.path), here, inside))
+    return tuple(out)
+
+
 def find_models(models_dir: str | os.PathLike | None = None):
     """The model bundles the analysis would use (torch-free); see :mod:`braingui.inference.locate`.
+
+    The search is kept per ``models_dir``: a later call (the analysis worker's, after the window's)
+    reuses it while the searched folders and their manifests are unchanged.
 
     Returns:
         A ``BundleSearch`` (``segmentation`` / ``classification`` may be ``None``).
@@ -47,7 +113,16 @@ def find_models(models_dir: str | os.PathLike | None = None):
     """
     from braingui.inference.locate import find_bundles
 
-    return find_bundles(models_dir)
+    key = os.fspath(models_dir) if models_dir else None
+    fingerprint = _fingerprint(models_dir)  # taken before the search: a change during it is seen next time
+    with _SEARCH_LOCK:
+        kept = _SEARCHES.get(key)
+    if kept is not None and kept[0] == fingerprint:
+        return kept[1]
+    search = find_bundles(models_dir)
+    with _SEARCH_LOCK:
+        _SEARCHES[key] = (fingerprint, search)
+    return search
 
 
 def _predictor(device: str):
@@ -65,7 +140,10 @@ def analysis_job(case, options: dict[str, Any] | None = None) -> Callable[[threa
     Args:
         case: the loaded :class:`braingui.case.Case`.
         options: ``models_dir`` (the ``--models`` folder), ``device`` (``auto``, ``cpu``, ``cuda``...),
-            ``all_cams`` (Grad-CAM of every class).
+            ``all_cams`` (Grad-CAM of every class), ``tta`` (segmentation flipped views, ``None``: the
+            default), ``postprocess`` (False: no post-processing), ``explain`` (``none`` / ``quick`` /
+            ``full``, default ``full``: the quick part arrives early as a partial result, then the slow
+            part), ``cam_method`` and ``cam_layer`` (``None``: the classifier manifest's).
     """
     options = dict(options or {})
 
@@ -80,7 +158,52 @@ def analysis_job(case, options: dict[str, Any] | None = None) -> Callable[[threa
         except ImportError as exc:
             raise BrainguiError(f"the analysis engine cannot start: {exc}") from exc
         predictor = _predictor(options.get("device") or "auto")
+        post = None
+        if options.get("postprocess") is False:
+            from braingui.postprocess import OFF as post
         return (yield from analyse(case, predictor, search.segmentation, search.classification,
-                                   all_cams=bool(options.get("all_cams")), cancel=cancel, notes=notes))
+                                   all_cams=bool(options.get("all_cams")), cancel=cancel, notes=notes,
+                                   tta=options.get("tta"), postprocess=post,
+                                   explain=options.get("explain") or "full", cam_method=options.get("cam_method"),
+                                   cam_layer=options.get("cam_layer")))
+
+    return job
+
+
+def cam_job(case, result, class_code: str, options: dict[str, Any] | None = None) -> Callable[[threading.Event], Any]:
+    """A job that computes one class's heat map and explanation for a result on screen (the window's
+    "Grad-CAM of" another class, or another method / layer): :func:`braingui.inference.class_maps.class_map`
+    on the cached classifier that made ``result``, which keeps its segmentation.
+
+    The generator yields ``ProgressEvent`` objects and, once, the quick ``ClassMap`` (the map shown at
+    once, before the deletion curve and the sanity check); it returns the final ``ClassMap``.
+
+    Args:
+        case: the case on screen.
+        result: its ``AnalysisResult`` (its classification model is loaded again from the same bundle).
+        class_code: the class to explain.
+        options: ``method``, ``layer`` (default: the result's), ``level`` (``"none"``, ``"quick"``,
+            ``"full"``; default full) and ``device`` (as the analysis).
+    """
+    options = dict(options or {})
+
+    def job(cancel: threading.Event):
+        yield ProgressEvent("grad-cam", 0.0, 0.0, "starting torch")
+        info = next((m for m in result.models if m.task == "classification"), None)
+        if info is None:
+            raise BrainguiError("this result has no classifier, so it has no heat maps")
+        from braingui.inference.class_maps import class_map
+        from braingui.inference.manifest import read_bundle
+
+        bundle = read_bundle(info.path)
+        if bundle.manifest.sha256 != info.sha256:
+            raise BrainguiError(f"the classifier bundle {info.name} changed since the analysis; run the analysis again")
+        predictor = _predictor(options.get("device") or "auto")
+        model = predictor.load(bundle)
+        explanation = getattr(result, "explanation", None) or {}
+        method = options.get("method") or explanation.get("method") or model.spec.cam_method
+        layer = options.get("layer") or explanation.get("layer") or result.cam_layer or model.spec.cam_layer
+        return (yield from class_map(case, model, result, class_code, method, layer, options.get("level") or "full",
+                                     cancel, owner=predictor))
 
     return job

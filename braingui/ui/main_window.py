@@ -1,8 +1,8 @@
 """The main window: four linked panes, depth slider, legends, results panel and the background jobs.
 
-Layout: the figure (the panes of the paper's Fig. 1 with their legends) on the left, the display
-controls and the results on the right, the depth slider and plane switch under the panes, and the
-analysis progress with its Cancel button in the status bar.
+Wiring only: the widgets come from :mod:`braingui.ui.window_layout`, the display state is the Qt-free
+:class:`braingui.display.context.DisplayContext` (navigation, read-out and the export record live there),
+the export dialogs are :mod:`braingui.ui.export_actions`, the 3D view :mod:`braingui.ui.surface_view`.
 
 Every long step runs in a worker thread (:mod:`braingui.ui.worker`): reading a case and the analysis.
 Results are applied here, on the GUI thread. A user-facing error is a dialog with the message (the
@@ -15,21 +15,16 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-                               QScrollArea, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from braingui import __version__
 from braingui.display import planes
-from braingui.ui import jobs
+from braingui.ui import export_actions, jobs
 from braingui.ui.actions import install_actions
-from braingui.ui.controls import LookControls, SliceControls
 from braingui.display.context import DisplayContext
-from braingui.ui.legend import ColorBar, LabelLegend
-from braingui.ui.pane_grid import PaneGrid
-from braingui.ui.readout import CursorReadout
-from braingui.ui.results_panel import ResultsPanel
 from braingui.ui.settings import Settings
+from braingui.ui.window_layout import build_layout
 from braingui.ui.worker import JobRunner
 
 AnalysisFactory = Callable[[Any], Callable]
@@ -85,63 +80,13 @@ class MainWindow(QMainWindow):
     # ----- construction
     def _build(self) -> None:
         ctx = self.ctx
-        self.figure = QWidget()
-        fig = QVBoxLayout(self.figure)
-        fig.setContentsMargins(0, 0, 0, 0)
-        self.panes = PaneGrid(ctx)
-        self.panes.set_arrangement(self.settings.arrangement if self.settings.arrangement in ("grid", "row") else "grid")
-        fig.addWidget(self.panes, 1)
-        legends = QHBoxLayout()
-        self.label_legend = LabelLegend()
-        self.colorbar = ColorBar()
-        self.colorbar.set_colormap(ctx.colormap)
-        legends.addWidget(self.label_legend, 1)
-        legends.addWidget(self.colorbar, 1)
-        fig.addLayout(legends)
-        left = QWidget()
-        lcol = QVBoxLayout(left)
-        lcol.setContentsMargins(4, 4, 4, 0)
-        lcol.addWidget(self.figure, 1)
-        self.slice_controls = SliceControls(ctx)
-        lcol.addWidget(self.slice_controls)
-        self.readout = CursorReadout(ctx)
-        lcol.addWidget(self.readout)
-        self.look = LookControls(ctx)
-        self.results = ResultsPanel()
-        right = QWidget()
-        rcol = QVBoxLayout(right)
-        rcol.setContentsMargins(0, 0, 0, 0)
-        self.analyse_button = QPushButton("Run analysis")
-        self.analyse_button.setToolTip("Segment, classify and compute the Grad-CAM (Ctrl+R)")
+        build_layout(self)  # the panes, legends, controls, results panel and status bar widgets
         self.analyse_button.clicked.connect(self.run_analysis)
-        rcol.addWidget(self.analyse_button)
-        rcol.addWidget(self.look)
-        rcol.addWidget(self.results, 1)
-        scroll = QScrollArea()
-        scroll.setWidget(right)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(400)
-        right.setMaximumWidth(520)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(scroll)
-        split.setStretchFactor(0, 1)
-        split.setSizes([1150, 430])
-        self.setCentralWidget(split)
-        self.stage_label = QLabel("")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumWidth(260)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the analysis (Esc)")
         self.cancel_button.clicked.connect(self.cancel_analysis)
-        for w in (self.stage_label, self.progress, self.cancel_button):
-            self.statusBar().addPermanentWidget(w)
         self._set_busy(False)
         self.panes.sigHover.connect(self.readout.show_voxel)
-        self.slice_controls.jump_tumour.connect(self.jump_to_tumour)
-        self.slice_controls.jump_hottest.connect(self.jump_to_hottest)
+        self.slice_controls.jump_tumour.connect(ctx.jump_to_tumour)
+        self.slice_controls.jump_hottest.connect(ctx.jump_to_hottest)
         ctx.changed.connect(self._on_ctx_changed)
 
     def _on_ctx_changed(self, what) -> None:
@@ -160,8 +105,8 @@ class MainWindow(QMainWindow):
         self.cancel_analysis()
         if self.load_job is not None:
             self.runner.cancel(self.load_job)
-        self.pending_path = path
-        self.load_job = self.runner.start(jobs.load_case_job(path, explicit, label_convention), "load")
+        self.load_job = self.runner.start(jobs.load_case_job(path, explicit, label_convention,
+                                                             confirm_series=self.interactive), "load")
         self.progress.setValue(0)
         self._set_busy(True, f"Opening {Path(path).name if path else 'case'}\u2026")
 
@@ -212,13 +157,16 @@ class MainWindow(QMainWindow):
 
         try:
             search = jobs.find_models(self.analysis_options.get("models_dir"))
-        except BrainguiError as exc:
-            self.results.show_note(f"Model bundles cannot be used: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bundle problem reaches the user as a message, never a traceback
+            text = str(exc) if isinstance(exc, BrainguiError) else f"{type(exc).__name__}: {exc}"
+            self.results.show_note(f"Model bundles cannot be used: {text}")
             return False
         if search.segmentation is None and search.classification is None:
-            self.results.show_note("No model bundles found, so the analysis does not start by itself. Looked in: "
-                                   f"{search.looked_in()}. Put bundle folders there or start with --models DIR.")
+            self.results.show_note("No model bundles found, so the analysis does not start by itself: "
+                                   f"{search.none_found_message()}.")
             return False
+        if search.skipped:
+            self.statusBar().showMessage(f"{len(search.skipped)} model bundle(s) skipped: {search.skipped[0]}", 15000)
         return True
 
     def cancel_analysis(self) -> None:
@@ -238,6 +186,14 @@ class MainWindow(QMainWindow):
     def _on_finished(self, job_id: int, value) -> None:
         if job_id == self.load_job:
             self.load_job = None
+            if isinstance(value, jobs.SeriesQuestion):  # a DICOM study: confirm which series is which first
+                self._set_busy(False, "")
+                from braingui.ui.series_dialog import ask_series
+
+                chosen = ask_series(self, value)
+                if chosen is not None:
+                    self.open_case(*value.answer(chosen))
+                return
             self.set_case(value)
             self._set_busy(False, "")
             self.case_loaded.emit(value)
@@ -250,6 +206,8 @@ class MainWindow(QMainWindow):
             self.analysis_job = None
             self._set_busy(False, "Analysis done")
             self.ctx.set_result(value)
+            if not self.ctx.navigated:  # the first view shows the tumour, unless the user has moved since opening
+                self.ctx.jump_to_tumour(user=False)
             self.results.show_result(value, self.ctx.case.warnings if self.ctx.case else None)
             self.analysis_done.emit(value)
 
@@ -278,84 +236,23 @@ class MainWindow(QMainWindow):
         if self.interactive:
             QMessageBox.critical(self, title, message)
 
-    # ----- navigation
-    def jump_to_tumour(self) -> None:
-        """Go to the slice of the current plane with the largest tumour area (cursor at its centre)."""
-        import numpy as np
-
-        labels = self.ctx.labels
-        if labels is None or not labels.any():
-            return
-        area = planes.per_slice(labels > 0, self.ctx.plane)
-        index = int(np.argmax(area))
-        axis = planes.NORMAL_AXIS[self.ctx.plane]
-        mask = np.take(labels > 0, index, axis=axis)
-        centre = [int(round(c.mean())) for c in np.nonzero(mask)]
-        centre.insert(axis, index)
-        self.ctx.set_cursor(centre)
-
-    def jump_to_hottest(self) -> None:
-        """Go to the voxel where the Grad-CAM shown is highest."""
-        import numpy as np
-
-        heat = self.ctx.heat
-        if heat is not None:
-            self.ctx.set_cursor(np.unravel_index(int(np.argmax(heat)), heat.shape))
-
     def show_surface(self) -> None:
-        """Open the 3D tumour view (created on first use; a message where there is no OpenGL screen)."""
-        from braingui.ui.surface_view import make_surface_window, surface_supported
+        """Open the 3D tumour view (:func:`braingui.ui.surface_view.show_surface_window`)."""
+        from braingui.ui.surface_view import show_surface_window
 
-        ok, why = surface_supported()
-        if not ok:
-            self.statusBar().showMessage(f"3D view unavailable: {why}", 10000)
-            if self.interactive:
-                QMessageBox.information(self, "3D view", f"The 3D view is not available: {why}.")
-            return
-        if self.surface_window is None:
-            try:
-                self.surface_window = make_surface_window(self.ctx, self)
-            except Exception as exc:  # noqa: BLE001 - no OpenGL context and the like: the 2D app goes on
-                self.show_error("3D view", f"The 3D view could not start: {type(exc).__name__}: {exc}")
-                return
-            self.surface_window.destroyed.connect(lambda *_: setattr(self, "surface_window", None))
-        self.surface_window.show()
-        self.surface_window.raise_()
+        show_surface_window(self)
 
     # ----- export, screenshots
     def default_export_dir(self) -> Path:
-        """The last export folder, else the home folder; never the case folder."""
-        case_dir = self.ctx.case.files.folder if self.ctx.case is not None else None
-        for cand in (self.settings.export_dir, str(Path.home() / "Documents"), str(Path.home())):
-            if cand and Path(cand).is_dir() and (case_dir is None or Path(cand).resolve() != Path(case_dir).resolve()):
-                return Path(cand)
-        return Path.home()
+        """Where File > Export starts (:func:`braingui.ui.export_actions.default_export_dir`)."""
+        return export_actions.default_export_dir(self)
 
     def export_dialog(self) -> None:
-        if self.ctx.case is None:
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Export results to folder", str(self.default_export_dir()))
-        if folder:
-            self.export_to(folder)
+        export_actions.export_dialog(self)
 
-    def export_to(self, folder: str | os.PathLike) -> list[Path]:
-        """Write the NIfTI maps, the PNG of the panes and the JSON into ``folder``; errors become a dialog."""
-        from braingui.errors import BrainguiError
-        from braingui.ui.exporter import export_results
-
-        ctx = self.ctx
-        view = {"plane": ctx.plane, "slice": ctx.slice_index, "n_slices": ctx.n_slices, "modality": ctx.modality,
-                "convention": ctx.convention, "window": list(ctx.window), "colormap": ctx.colormap,
-                "gradcam_class": ctx.cam_class, "labels_shown": ctx.label_title}
-        try:
-            written = export_results(folder, ctx.case, ctx.result, self.figure.grab(), view)
-        except BrainguiError as exc:
-            self.show_error("Could not export", str(exc))
-            return []
-        self.settings.export_dir = str(Path(folder).resolve())
-        self.settings.save()
-        self.statusBar().showMessage(f"Exported {len(written)} files to {folder}", 8000)
-        return written
+    def export_to(self, folder: str | os.PathLike, force_in_case: bool = False) -> list[Path]:
+        """Export into ``folder`` (:func:`braingui.ui.export_actions.export_to`); errors become a dialog."""
+        return export_actions.export_to(self, folder, force_in_case)
 
     def save_screenshot(self, path: str | os.PathLike) -> Path:
         """Save the whole window as a PNG (atomically)."""
@@ -383,19 +280,13 @@ class MainWindow(QMainWindow):
         self.runner.shutdown()
         self.load_job = self.analysis_job = None
         self.settings.save()
+        # Let go of the case and the result (hundreds of MB) even if Python wrappers of this window outlive it.
+        self.ctx.set_case(None)
         super().closeEvent(ev)
 
 
 def _log_details(details: str) -> Path | None:
     """Append a traceback to the user log file; returns its path (``None`` if that failed)."""
-    try:
-        from platformdirs import PlatformDirs
+    from braingui.logs import log_traceback
 
-        log_dir = Path(PlatformDirs("braingui", appauthor=False).user_log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / "gui.log"
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(details + "\n")
-        return path
-    except OSError:
-        return None
+    return log_traceback(details, "gui.log")

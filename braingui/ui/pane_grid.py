@@ -3,6 +3,9 @@
 All four show the same slice of the same plane of one :class:`DisplayContext`, share pan and zoom
 (pyqtgraph view links) and draw the crosshair at the context's cursor. Each slice is cut once per
 repaint and coloured by :mod:`braingui.display.colormaps`.
+
+The Grad-CAM pane shows the map over the anatomy at reduced brightness (:func:`gradcam_rgba`), inside
+the head only: a flat map then reads as "nothing here" on a recognisable brain, not as a coloured square.
 """
 
 from __future__ import annotations
@@ -18,11 +21,45 @@ from braingui.ui.slice_view import SliceView
 
 PANES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("segmentation", "Segmentation", ("base", "fill")),
-    ("gradcam", "Grad-CAM", ("heat",)),
+    ("gradcam", "Grad-CAM", ("base",)),  # the map blended over the dimmed anatomy: gradcam_rgba
     ("original", "Original", ("base",)),
     ("overlay", "Overlay", ("base", "heat", "outline")),
 )
 """``(key, title, layers)`` of each pane, in the paper's order."""
+GRADCAM_DIM = 0.5
+"""Brightness of the anatomy under the Grad-CAM pane's heat map (1: as in the other panes)."""
+
+
+def gradcam_rgba(grey: np.ndarray, heat: np.ndarray, head: np.ndarray, opacity: float,
+                 dim: float = GRADCAM_DIM) -> np.ndarray:
+    """The Grad-CAM pane's image: the heat colours blended over the dimmed anatomy, black outside the head.
+
+    Args:
+        grey: ``(rows, cols, 4)`` uint8 RGBA, the windowed anatomy (:func:`colormaps.grey_rgba`).
+        heat: ``(rows, cols, 4)`` uint8 RGBA, the heat-map colours (:func:`colormaps.heat_rgba`).
+        head: ``(rows, cols)`` bool, True inside the head (where any modality is non-zero).
+        opacity: weight of the heat colours, 0..1 (the context's heat-map opacity).
+        dim: brightness of the anatomy, 0..1.
+
+    Returns:
+        ``(rows, cols, 4)`` uint8 RGBA, opaque: ``dim * (1 - opacity) * grey + opacity * heat`` inside the
+        head (weights rounded to 1/256), ``(0, 0, 0)`` outside it.
+    """
+    a = float(np.clip(opacity, 0.0, 1.0))
+    w_heat = round(256 * a)
+    w_grey = min(round(256 * float(np.clip(dim, 0.0, 1.0)) * (1.0 - a)), 256 - w_heat)  # sum <= 256: no carry
+    w_grey, w_heat = np.uint32(w_grey), np.uint32(w_heat)
+    grey_part = grey[..., 0].astype(np.uint32) * w_grey + np.uint32(128)  # r = g = b in a grey image
+    heat_px = np.ascontiguousarray(heat).view(np.uint32)[..., 0]  # RGBA bytes packed little-endian: r lowest
+    packed = np.full(grey.shape[:2], 0xFF000000, dtype=np.uint32)  # opaque black
+    for shift in (0, 8, 16):  # r, g, b: integer arithmetic on one 32-bit plane each
+        channel = (heat_px >> np.uint32(shift)) & np.uint32(0xFF)
+        channel *= w_heat
+        channel += grey_part
+        channel >>= np.uint32(8)
+        packed |= channel << np.uint32(shift)
+    packed[~head] = 0xFF000000
+    return packed.view(np.uint8).reshape(grey.shape[:2] + (4,))
 
 
 class PaneGrid(QWidget):
@@ -39,6 +76,7 @@ class PaneGrid(QWidget):
         self.ctx = ctx
         self.views: dict[str, SliceView] = {}
         self.auto_fit, self._fit_pending = True, False
+        self._head: tuple = (None, None)  # (case, (X, Y, Z) bool: any modality non-zero)
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(3)
@@ -116,9 +154,23 @@ class PaneGrid(QWidget):
             return
         shape2d = planes.slice_shape(ctx.shape, ctx.plane)
         pix = planes.pixel_size(ctx.case.grid.spacing, ctx.plane)
+        box = ctx.content_box()
         for view in self.views.values():
             view.set_geometry(shape2d, pix, lay.sides)
+            view.set_content_box(box)
         self.reset_zoom()
+
+    def head_mask(self):
+        """``(X, Y, Z)`` bool of the case: True where any modality is non-zero (cached per case)."""
+        case = self.ctx.case
+        if case is None:
+            return None
+        if self._head[0] is not case:
+            mask = np.zeros(case.grid.shape, dtype=bool)
+            for volume in case.images.values():
+                mask |= volume != 0
+            self._head = (case, mask)
+        return self._head[1]
 
     def reset_zoom(self) -> None:
         """Fit the head (non-zero voxels) in the panes, and keep it fitted when they resize, until the
@@ -158,7 +210,8 @@ class PaneGrid(QWidget):
         v["segmentation"].set_layer("base", base)
         v["segmentation"].set_layer("fill", colormaps.label_rgba(labels) if labels is not None else None,
                                     opacity=ctx.seg_opacity)
-        v["gradcam"].set_layer("heat", heat_rgba)
+        v["gradcam"].set_layer("base", None if heat_rgba is None else gradcam_rgba(
+            base, heat_rgba, ctx.display_slice(self.head_mask()), ctx.heat_opacity))
         v["original"].set_layer("base", base)
         v["overlay"].set_layer("base", base)
         v["overlay"].set_layer("heat", heat_rgba, opacity=ctx.heat_opacity)

@@ -3,17 +3,23 @@
 Honesty rules: the "not for clinical use" line is always there; results of research-demonstration
 models (``ModelInfo.demo``) carry a red warning; reference volumes from the case's own label file are
 shown beside the model's so the user can compare.
+
+Each model is one summary line (name, training data, headline metrics: :func:`model_summary_html`);
+its full card (:func:`model_card_html`) opens under it with the line's Details button.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from braingui.labels import REGION_TITLES, REGIONS
+from braingui.ui.explanation_panel import ExplanationPanel
 from braingui.results import AnalysisResult
 
 DEMO_WARNING = "Research demonstration models \u2014 not for clinical use"
@@ -58,10 +64,15 @@ def metrics_text(metrics: dict) -> str:
     return "; ".join(parts) + where
 
 
-def model_card_html(info) -> str:
-    """A short HTML summary of one model bundle's card."""
+def _linked(escaped: str) -> str:
+    """HTML-escaped text with its web addresses made links."""
+    return re.sub(r"(https?://[^\s;)<]+[^\s;)<.,])", r"<a href='\1'>\1</a>", escaped)
+
+
+def model_card_html(info, title: bool = True) -> str:
+    """The full card of one model bundle as HTML (``title``: start with its name and task)."""
     card = info.model_card or {}
-    rows = [f"<b>{html.escape(info.name)}</b> ({html.escape(info.task)})"]
+    rows = [f"<b>{html.escape(info.name)}</b> ({html.escape(info.task)})"] if title else []
     if info.demo:
         rows.append("<span style='color:#e05050'><b>demo model</b></span>")
     if card.get("synthetic_training_data"):
@@ -71,12 +82,82 @@ def model_card_html(info) -> str:
         if value:
             text = metrics_text(value) if key == "metrics" and isinstance(value, dict) else (
                 ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else str(value))
-            rows.append(f"<i>{key.replace('_', ' ')}</i>: {html.escape(text)}")
+            rows.append(f"<i>{key.replace('_', ' ')}</i>: {_linked(html.escape(text))}")
     citations = card.get("citations")
     if isinstance(citations, list) and citations:
         rows.append("<i>cite</i>: " + html.escape(" \u2022 ".join(map(str, citations))))
     rows.append(f"<span style='color:#888'>sha256 {html.escape(info.sha256[:12])}\u2026</span>")
     return "<br>".join(rows)
+
+
+def headline_metrics(metrics: Any) -> str:
+    """The card's main numbers in a few words: Dice per region for a segmenter, balanced accuracy for a
+    classifier (``Dice WT 0.84 · TC 0.65 · ET 0.82 on 2 cases``); else the first part of :func:`metrics_text`."""
+    if not isinstance(metrics, dict) or not metrics:
+        return "no metrics recorded"
+    n = metrics.get("n_cases")
+    where = f" on {n} case{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+    dice = metrics.get("dice")
+    if isinstance(dice, dict) and dice:
+        order = [r for r in ("WT", "TC", "ET") if r in dice] + [r for r in dice if r not in ("WT", "TC", "ET")]
+        return "Dice " + " · ".join(f"{r} {float(dice[r]):.2f}" for r in order) + where
+    if isinstance(metrics.get("balanced_accuracy"), (int, float)):
+        return f"balanced accuracy {float(metrics['balanced_accuracy']):.2f}" + where
+    return metrics_text(metrics).split("; ")[0]
+
+
+def training_data_short(card: dict) -> str:
+    """The card's training data in a few words (``training_data_short``, else the start of ``training_data``)."""
+    short = card.get("training_data_short")
+    if isinstance(short, str) and short:
+        return short
+    text = str(card.get("training_data") or "not recorded")
+    head = text.split(". ")[0].split(" (")[0]
+    return head if len(head) <= 60 else head[:59].rstrip() + "…"
+
+
+def model_summary_html(info) -> str:
+    """One line about a model bundle: name and task, training data, headline metrics (HTML)."""
+    card = info.model_card or {}
+    return (f"<b>{html.escape(info.name)}</b> ({html.escape(info.task)}) — trained on "
+            f"{html.escape(training_data_short(card))} — {html.escape(headline_metrics(card.get('metrics')))}")
+
+
+class ModelRow(QWidget):
+    """One model: its summary line with a Details button that shows / hides the full card under it."""
+
+    def __init__(self, info, parent: QWidget | None = None):
+        super().__init__(parent)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(2)
+        head = QHBoxLayout()
+        self.summary = _label(model_summary_html(info))
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        head.addWidget(self.summary, 1)
+        self.details_button = QToolButton()
+        self.details_button.setText("Details")
+        self.details_button.setCheckable(True)
+        self.details_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.details_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.details_button.setToolTip(f"Show the full model card of {info.name}")
+        self.details_button.toggled.connect(self.set_expanded)
+        head.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignTop)
+        col.addLayout(head)
+        self.details = _label(model_card_html(info, title=False))
+        self.details.setTextFormat(Qt.TextFormat.RichText)
+        self.details.setOpenExternalLinks(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.details.setStyleSheet("margin-left: 10px;")
+        self.details.setVisible(False)
+        col.addWidget(self.details)
+
+    def set_expanded(self, on: bool) -> None:
+        """Show (``True``) or hide the full card."""
+        self.details.setVisible(on)
+        self.details_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        if self.details_button.isChecked() != on:
+            self.details_button.setChecked(on)
 
 
 class ResultsPanel(QWidget):
@@ -104,6 +185,8 @@ class ResultsPanel(QWidget):
         self.prob_grid = QGridLayout(self.prob_box)
         col.addWidget(self.prob_box)
         self.prob_bars: dict[str, QProgressBar] = {}
+        self.explanation = ExplanationPanel()  # the verdict on the heat map shown (braingui.ui.explanation_panel)
+        col.addWidget(self.explanation)
         vol_box = QGroupBox("Tumour volumes (mL)")
         self.vol_grid = QGridLayout(vol_box)
         col.addWidget(vol_box)
@@ -119,10 +202,9 @@ class ResultsPanel(QWidget):
                 lab.setAlignment(Qt.AlignmentFlag.AlignRight)
                 self.vol_grid.addWidget(lab, r, c)
                 self.volume_labels[(region, source)] = lab
-        self.models = _label("")
-        self.models.setTextFormat(Qt.TextFormat.RichText)
+        self.model_rows: list[ModelRow] = []
         self.models_box = QGroupBox("Models")
-        QVBoxLayout(self.models_box).addWidget(self.models)
+        self.models_layout = QVBoxLayout(self.models_box)
         col.addWidget(self.models_box)
         self.run_info = _label("")
         col.addWidget(self.run_info)
@@ -175,9 +257,10 @@ class ResultsPanel(QWidget):
             self.prediction.setText("No analysis yet")
             self.demo_banner.setVisible(False)
             self.prob_box.setVisible(False)
+            self.explanation.show_explanation(None, visible=False)
             for region in REGIONS:
                 self.volume_labels[(region, "model")].setText("\u2013")
-            self.models.setText("")
+            self._show_models([])
             self.models_box.setVisible(False)
             self.run_info.setText("")
             self.warnings.setText("<br>".join(html.escape(w) for w in warnings))
@@ -207,13 +290,33 @@ class ResultsPanel(QWidget):
                               f"QProgressBar::chunk {{ background: {chunk}; }}")
             self.prob_grid.addWidget(bar, r, 1)
             self.prob_bars[code] = bar
+        explanation = getattr(result, "explanation", None)
+        self.explanation.show_explanation(explanation, result.class_titles, pred,
+                                          visible=bool(result.cams) or explanation is not None)
+        self.explanation.show_comparison({})  # the classes side by side: filled by braingui.ui.cam_requests
         for region in REGIONS:
             v = result.volumes_ml.get(region)
             self.volume_labels[(region, "model")].setText("\u2013" if v is None else f"{v:.1f}")
-        self.models.setText("<br><br>".join(model_card_html(m) for m in result.models) or "none")
+        self._show_models(result.models)
         self.models_box.setVisible(True)
         timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items()) or "\u2013"
         layer = f"<br>Grad-CAM layer: {html.escape(result.cam_layer)}" if result.cam_layer else ""
         self.run_info.setText(f"Device: <b>{html.escape(result.device)}</b><br>Timings: {html.escape(timing)}{layer}")
         warnings += [w for w in result.warnings if w not in warnings]
         self.warnings.setText("<br>".join(html.escape(w) for w in warnings))
+
+    def _show_models(self, models) -> None:
+        """One :class:`ModelRow` per model (``none`` without any)."""
+        while self.models_layout.count():
+            item = self.models_layout.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        self.model_rows = [ModelRow(info) for info in models]
+        for row in self.model_rows:
+            self.models_layout.addWidget(row)
+        if not self.model_rows:
+            self.models_layout.addWidget(_label("none"))
+
+    def models_text(self) -> str:
+        """The full text of every model card shown (summary lines and details), for tests and copying."""
+        return "\n".join(f"{row.summary.text()}\n{row.details.text()}" for row in self.model_rows)

@@ -1,7 +1,7 @@
 """User settings and recent cases, kept as JSON in the platformdirs config folder.
 
 ``PlatformDirs("braingui", appauthor=False).user_config_dir`` honours ``XDG_CONFIG_HOME`` on Linux, so
-tests redirect it by setting that variable. Writes are atomic (temp file + ``os.replace``); a corrupt
+tests redirect it by setting that variable. Writes are atomic (:mod:`braingui.atomic`); a corrupt
 or unreadable file gives the defaults instead of an error.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from braingui.atomic import write_json
 
 MAX_RECENT = 10
 
@@ -72,11 +73,7 @@ class Settings:
         data = asdict(self)
         data.pop("read_only")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2)
-            os.replace(tmp, path)
+            write_json(data, path)
         except OSError:
             pass
 

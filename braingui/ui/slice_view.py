@@ -7,6 +7,11 @@ keep their true aspect.
 
 Images arrive as display slices (:func:`braingui.display.planes.display_slice`, row 0 at the top) and are
 drawn with pyqtgraph in row-major order with the y axis pointing down.
+
+Text lies on the image as little as possible: the fitted view leaves a margin round the head (the
+pane's *content box*) for the title row and the orientation letters, and each letter sits just outside
+the content box, at the middle of its edge. Once the user zooms in so far that there is no margin, the
+letters are pushed inside the pane's edge and drawn small with a dark outline.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QTransform
+from PySide6.QtGui import QColor, QFontMetricsF, QPainterPath, QPen, QTransform
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -22,18 +27,25 @@ LAYERS = ("base", "fill", "heat", "outline")
 """Drawing order of a pane's image layers, bottom to top."""
 CROSSHAIR_PEN = pg.mkPen((255, 220, 0, 130), width=1)  # solid: dashed lines cost more to paint
 _A = Qt.AlignmentFlag
-_TEXT_STYLE = {"title": ("#e8e8e8", 13, True), "left": ("#f0c040", 15, True), "right": ("#f0c040", 15, True),
-               "top": ("#f0c040", 15, True), "bottom": ("#f0c040", 15, True), "info": ("#bbbbbb", 12, True),
+SIDES = ("left", "right", "top", "bottom")
+"""The orientation-letter keys, one per screen edge."""
+_TEXT_STYLE = {"title": ("#e8e8e8", 13, True), "side": ("#f0c040", 13, True), "info": ("#bbbbbb", 12, True),
                "message": ("#9a9a9a", 13, False)}
 _TEXT_PLACE = {  # key -> (w, h, margin) -> (alignment, (x, y, width, height)) in viewport pixels
     "title": lambda w, h, m: (_A.AlignLeft | _A.AlignTop, (m, m, w - 2 * m, 20)),
-    "left": lambda w, h, m: (_A.AlignLeft | _A.AlignVCenter, (m, 0, 30, h)),
-    "right": lambda w, h, m: (_A.AlignRight | _A.AlignVCenter, (w - 30 - m, 0, 30, h)),
-    "top": lambda w, h, m: (_A.AlignHCenter | _A.AlignTop, (0, m + 18, w, 20)),  # below the title line
-    "bottom": lambda w, h, m: (_A.AlignHCenter | _A.AlignBottom, (0, h - 20 - m, w, 20)),
     "info": lambda w, h, m: (_A.AlignLeft | _A.AlignBottom, (m, h - 20 - m, w / 2, 20)),
     "message": lambda w, h, m: (_A.AlignCenter, (20, 0, w - 40, h)),
 }
+EDGE = 3
+"""Viewport pixels between a letter and the pane's edge or the content box."""
+LETTER_BOX = 16
+"""Width and height (viewport pixels) of an orientation letter's box."""
+MARGIN_SIDE = LETTER_BOX + 2 * EDGE
+"""Viewport pixels left free at the left and right of the fitted head, for the R/L (A/P) letters."""
+MARGIN_TOP = 20 + LETTER_BOX + 2 * EDGE
+"""Viewport pixels left free above the fitted head: the title row, then the top letter."""
+MARGIN_BOTTOM = LETTER_BOX + 2 * EDGE
+"""Viewport pixels left free below the fitted head: the bottom letter and the slice read-out."""
 
 
 class SliceViewBox(pg.ViewBox):
@@ -119,7 +131,9 @@ class SliceView(pg.GraphicsView):
             self.vb.addItem(line, ignoreBounds=True)
         self.pixel_mm = (1.0, 1.0)
         self.shape2d = (0, 0)
+        self.content_box: tuple[int, int, int, int] | None = None
         self._texts = {"title": title}
+        self.vb.sigRangeChanged.connect(lambda *_: self.viewport().update())  # the letters follow the image
         self.vb.sigCursor.connect(lambda p: self.sigCursor.emit(*self._to_pixel(p)))
         self.vb.sigWheel.connect(self.sigWheel)
         self.vb.sigWindowDrag.connect(self.sigWindowDrag)
@@ -135,25 +149,79 @@ class SliceView(pg.GraphicsView):
             self._texts[key] = text
             self.scene().update()
 
+    def view_to_viewport(self, x_mm: float, y_mm: float) -> QPointF:
+        """Viewport pixel of the view point ``(x, y)`` in millimetres (x along the columns, y down the rows)."""
+        return self.viewportTransform().map(self.vb.mapViewToScene(QPointF(x_mm, y_mm)))
+
+    def viewport_to_pixel(self, point: QPointF) -> tuple[float, float]:
+        """Display pixel ``(row, col)`` (fractional) under a viewport point."""
+        scene = self.viewportTransform().inverted()[0].map(QPointF(point))
+        return self._to_pixel(self.vb.mapSceneToView(scene))
+
+    def _box_rect(self, box: tuple[int, int, int, int]) -> QRectF:
+        """Viewport rectangle of the display-pixel box ``(row0, row1, col0, col1)`` (inclusive)."""
+        r0, r1, c0, c1 = box
+        ry, rx = self.pixel_mm
+        return QRectF(self.view_to_viewport(c0 * rx, r0 * ry), self.view_to_viewport((c1 + 1) * rx, (r1 + 1) * ry))
+
+    def image_rect(self) -> QRectF:
+        """Viewport rectangle of the whole slice (empty without one)."""
+        rows, cols = self.shape2d
+        return self._box_rect((0, rows - 1, 0, cols - 1)) if rows and cols else QRectF()
+
+    def letter_rects(self) -> dict[str, QRectF]:
+        """Viewport rectangle of each orientation letter: just outside the content box (the head) at the
+        middle of its edge, pushed inside the pane where the box reaches past it."""
+        w, h = self.viewport().width(), self.viewport().height()
+        rows, cols = self.shape2d
+        if not (rows and cols):
+            box = QRectF(MARGIN_SIDE, MARGIN_TOP, max(w - 2 * MARGIN_SIDE, 1), max(h - MARGIN_TOP - MARGIN_BOTTOM, 1))
+        else:
+            box = self._box_rect(self.content_box or (0, rows - 1, 0, cols - 1)).intersected(QRectF(0, 0, w, h))
+            if box.isEmpty():
+                box = QRectF(0, 0, w, h)
+        s, e = LETTER_BOX, EDGE
+        top_min = 20 + e  # below the title row
+
+        def clamp(v, lo, hi):
+            return max(lo, min(v, hi))
+
+        cy = clamp(box.center().y() - s / 2, top_min, h - s - e)
+        cx = clamp(box.center().x() - s / 2, e, w - s - e)
+        return {
+            "left": QRectF(clamp(box.left() - e - s, e, w - s - e), cy, s, s),
+            "right": QRectF(clamp(box.right() + e, e, w - s - e), cy, s, s),
+            "top": QRectF(cx, clamp(box.top() - e - s, top_min, h - s - e), s, s),
+            "bottom": QRectF(cx, clamp(box.bottom() + e, top_min, h - s - e), s, s),
+        }
+
     def drawForeground(self, painter, rect):
         super().drawForeground(painter, rect)
         if not any(self._texts.values()):
             return
         painter.save()
         painter.resetTransform()  # viewport pixels
+        painter.setRenderHint(painter.RenderHint.Antialiasing, True)
         w, h, m = self.viewport().width(), self.viewport().height(), 5
         font = painter.font()
+        letters = self.letter_rects()
         for key, text in self._texts.items():
             if not text:
                 continue
-            style = _TEXT_STYLE.get(key, _TEXT_STYLE["info"])
+            style = _TEXT_STYLE["side"] if key in SIDES else _TEXT_STYLE.get(key, _TEXT_STYLE["info"])
             font.setPixelSize(style[1])
             font.setBold(style[2])
             painter.setFont(font)
-            painter.setPen(QColor(style[0]))
+            if key in SIDES:
+                _draw_outlined(painter, letters[key], text, QColor(style[0]))
+                continue
             flags, box = _TEXT_PLACE[key](w, h, m)
             if key == "message":
                 flags |= Qt.TextFlag.TextWordWrap
+            else:  # title and read-out: a dark shadow keeps them readable where a zoomed image lies under them
+                painter.setPen(QColor(0, 0, 0, 220))
+                painter.drawText(QRectF(*box).translated(1, 1), flags, text)
+            painter.setPen(QColor(style[0]))
             painter.drawText(QRectF(*box), flags, text)
         painter.restore()
 
@@ -167,8 +235,17 @@ class SliceView(pg.GraphicsView):
         for side, letter in sides.items():
             self.set_label_text(side, letter)
 
+    def set_content_box(self, box: tuple[int, int, int, int] | None) -> None:
+        """The head's ``(row0, row1, col0, col1)`` in display pixels (inclusive); ``None``: the whole slice.
+
+        The orientation letters sit just outside it and :meth:`reset_zoom` fits it with room for them.
+        """
+        self.content_box = None if box is None else tuple(int(v) for v in box)
+        self.viewport().update()
+
     def reset_zoom(self, box: tuple[int, int, int, int] | None = None) -> None:
-        """Fit ``box`` = ``(row0, row1, col0, col1)`` (inclusive display pixels; default the whole slice)."""
+        """Fit ``box`` = ``(row0, row1, col0, col1)`` (inclusive display pixels; default the whole slice),
+        leaving the title row and a letter's width free round it (:data:`MARGIN_SIDE`, ...)."""
         rows, cols = self.shape2d
         if not (rows and cols):
             return
@@ -177,10 +254,13 @@ class SliceView(pg.GraphicsView):
         x0, x1, y0, y1 = c0 * rx, (c1 + 1) * rx, r0 * ry, (r1 + 1) * ry
         size = self.vb.size()
         vw, vh = max(size.width(), 1.0), max(size.height(), 1.0)
-        mm_per_px = 1.06 * max((x1 - x0) / vw, (y1 - y0) / vh)  # the whole box fits, with a margin
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        self.vb.setRange(xRange=(cx - vw * mm_per_px / 2, cx + vw * mm_per_px / 2),
-                         yRange=(cy - vh * mm_per_px / 2, cy + vh * mm_per_px / 2), padding=0)
+        mx, mt, mb = min(MARGIN_SIDE, vw / 4), min(MARGIN_TOP, vh / 4), min(MARGIN_BOTTOM, vh / 4)
+        free_w, free_h = vw - 2 * mx, vh - mt - mb
+        mm_per_px = 1.02 * max((x1 - x0) / free_w, (y1 - y0) / free_h)  # the whole box fits the free area
+        x_start = (x0 + x1) / 2 - (mx + free_w / 2) * mm_per_px  # box centre on the free area's centre
+        y_start = (y0 + y1) / 2 - (mt + free_h / 2) * mm_per_px
+        self.vb.setRange(xRange=(x_start, x_start + vw * mm_per_px), yRange=(y_start, y_start + vh * mm_per_px),
+                         padding=0)
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
@@ -223,3 +303,15 @@ class SliceView(pg.GraphicsView):
     def crosshair(self) -> tuple[float, float]:
         """``(row, col)`` of the crosshair, in display pixels."""
         return self.h_line.value() / self.pixel_mm[0] - 0.5, self.v_line.value() / self.pixel_mm[1] - 0.5
+
+
+def _draw_outlined(painter, rect: QRectF, text: str, colour: QColor) -> None:
+    """Draw ``text`` centred in ``rect`` (viewport pixels) in ``colour`` with a dark outline, so it stays
+    readable where it lies on the image."""
+    metrics = QFontMetricsF(painter.font())
+    x = rect.center().x() - metrics.horizontalAdvance(text) / 2
+    y = rect.center().y() + (metrics.ascent() - metrics.descent()) / 2
+    path = QPainterPath()
+    path.addText(QPointF(x, y), painter.font(), text)
+    painter.strokePath(path, QPen(QColor(0, 0, 0, 220), 3.0))
+    painter.fillPath(path, colour)

@@ -174,3 +174,30 @@ def make_surface_window(ctx, parent):
     win = SurfaceWindow()
     win.refresh()
     return win
+
+
+def show_surface_window(window) -> None:
+    """Open (or raise) the 3D tumour view of a main window; a message where there is no OpenGL screen.
+
+    Args:
+        window: the :class:`~braingui.ui.main_window.MainWindow`; its ``surface_window`` holds the view
+            (created on first use, ``None`` again once the view is destroyed).
+    """
+    from PySide6.QtWidgets import QMessageBox
+
+    ok, why = surface_supported()
+    if not ok:
+        window.statusBar().showMessage(f"3D view unavailable: {why}", 10000)
+        if window.interactive:
+            QMessageBox.information(window, "3D view", f"The 3D view is not available: {why}.")
+        return
+    if window.surface_window is None:
+        try:
+            window.surface_window = make_surface_window(window.ctx, window)
+        except Exception as exc:  # noqa: BLE001 - no OpenGL context and the like: the 2D app goes on
+            window.show_error("3D view", f"The 3D view could not start: {type(exc).__name__}: {exc}")
+            return
+        window.surface_window.destroyed.connect(lambda *_: setattr(window, "surface_window", None))
+    window.surface_window.show()
+    window.surface_window.raise_()
+

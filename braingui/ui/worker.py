@@ -2,7 +2,10 @@
 
 A *job factory* is a callable ``(cancel_event) -> generator``; the generator yields
 :class:`braingui.results.ProgressEvent` objects and returns its result (an ``AnalysisResult``, a
-``Case``...). It has no Qt in it (DESIGN.md: Threading). The worker checks ``cancel_event`` between
+``Case``...). It has no Qt in it (DESIGN.md: Threading). An early result travels as ``partial``: an
+event whose ``partial`` is set (the pipeline's quick results before its slow part) is emitted as
+``progress`` and as ``partial(id, event.partial)``; anything else the generator yields that is not an
+event (a job's intermediate value, e.g. a quick class map) is emitted as ``partial(id, value)`` only. The worker checks ``cancel_event`` between
 steps and the job may check it inside a long step. Results travel to the GUI thread by queued signals
 and are applied there only.
 
@@ -27,12 +30,14 @@ JobFactory = Callable[[threading.Event], Iterator[Any]]
 class Worker(QObject):
     """Runs one job factory in the thread it lives in; emits what happened.
 
-    Signals carry the job id first: ``progress(id, ProgressEvent)``, ``finished(id, result)``,
-    ``failed(id, message, details)`` (details: a traceback for the log, empty for user errors) and
-    ``cancelled(id)``. Exactly one of the last three is emitted, then ``done(id)``.
+    Signals carry the job id first: ``progress(id, ProgressEvent)``, ``partial(id, value)`` (an early
+    result, before ``finished``), ``finished(id, result)``, ``failed(id, message, details)`` (details: a
+    traceback for the log, empty for user errors) and ``cancelled(id)``. Exactly one of the last three is
+    emitted, then ``done(id)``.
     """
 
     progress = Signal(int, object)
+    partial = Signal(int, object)
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int)
@@ -54,6 +59,9 @@ class Worker(QObject):
             else:
                 self.failed.emit(self.job_id, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
+            # The job closure holds its case (four volumes, ~140 MB at 240x240x155) and its generator the
+            # result; PySide may keep this worker's wrapper alive after deleteLater(), so let go of both here.
+            self.factory = None
             self.done.emit(self.job_id)
 
     def _iterate(self) -> None:
@@ -71,7 +79,13 @@ class Worker(QObject):
                 except StopIteration as stop:
                     result = stop.value
                     break
+                if not hasattr(event, "fraction"):  # not a ProgressEvent: an intermediate value
+                    self.partial.emit(self.job_id, event)
+                    continue
                 self.progress.emit(self.job_id, event)
+                early = getattr(event, "partial", None)
+                if early is not None:
+                    self.partial.emit(self.job_id, early)
         finally:
             close = getattr(gen, "close", None)
             if close is not None:
@@ -86,6 +100,7 @@ class JobRunner(QObject):
     """Starts jobs in worker threads and relays their signals (same signatures as :class:`Worker`)."""
 
     progress = Signal(int, object)
+    partial = Signal(int, object)
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int)
@@ -106,6 +121,7 @@ class JobRunner(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.progress.connect(self.progress)
+        worker.partial.connect(self.partial)
         worker.finished.connect(self.finished)
         worker.failed.connect(self.failed)
         worker.cancelled.connect(self.cancelled)

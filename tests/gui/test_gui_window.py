@@ -13,6 +13,7 @@ from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtWidgets import QMessageBox
 
 from braingui.display import colormaps, planes
+from braingui.ui.pane_grid import gradcam_rgba
 from gui_helpers import fake_result, isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
@@ -34,7 +35,11 @@ def assert_panes_show(win, plane, index):
         np.testing.assert_array_equal(v[key].layer_image("base"), colormaps.grey_rgba(img, *win.ctx.window))
     if result is not None:
         np.testing.assert_array_equal(v["segmentation"].layer_image("fill"), colormaps.label_rgba(lab))
-        np.testing.assert_array_equal(v["gradcam"].layer_image("heat"), colormaps.heat_rgba(heat, win.ctx.colormap))
+        head = np.any([planes.display_slice(vol, plane, index, win.ctx.convention) != 0
+                       for vol in case.images.values()], axis=0)
+        np.testing.assert_array_equal(v["gradcam"].layer_image("base"), gradcam_rgba(
+            colormaps.grey_rgba(img, *win.ctx.window), colormaps.heat_rgba(heat, win.ctx.colormap), head,
+            win.ctx.heat_opacity))
         np.testing.assert_array_equal(v["overlay"].layer_image("heat"), colormaps.heat_rgba(heat, win.ctx.colormap))
         np.testing.assert_array_equal(v["overlay"].layer_image("outline"), colormaps.outline_rgba(lab))
 
@@ -49,15 +54,30 @@ def analysed(qtbot, small_case_dir):
     return win
 
 
-def test_loading_a_case_fills_all_four_panes_with_the_centre_slice(analysed):
-    win = analysed
+def test_loading_a_case_shows_the_centre_slice_and_the_analysis_moves_to_the_largest_tumour(qtbot, small_case_dir):
+    win = make_window(qtbot)
+    open_and_wait(qtbot, win, small_case_dir)
     shape = win.ctx.case.grid.shape
     assert win.ctx.plane == "axial" and win.ctx.slice_index == shape[2] // 2
     assert_panes_show(win, "axial", shape[2] // 2)
-    # the tumour is in the middle slice, so the seg and outline layers are not blank
+    with qtbot.waitSignal(win.analysis_done, timeout=10000):
+        win.run_analysis()
+    area = planes.per_slice(win.ctx.result.labels > 0, "axial")
+    assert win.ctx.slice_index == int(area.argmax()) != shape[2] // 2  # the test case's largest slice is off-centre
+    assert_panes_show(win, "axial", win.ctx.slice_index)
+    # the tumour is on that slice, so the seg and outline layers are not blank
     assert win.panes.views["segmentation"].layer_image("fill")[..., 3].any()
     assert win.panes.views["overlay"].layer_image("outline")[..., 3].any()
-    assert win.slice_controls.slice_label.text() == f"{shape[2] // 2 + 1} / {shape[2]}"
+    assert win.slice_controls.slice_label.text() == f"{win.ctx.slice_index + 1} / {shape[2]}"
+
+
+def test_the_analysis_keeps_a_slice_the_user_chose(qtbot, small_case_dir):
+    win = make_window(qtbot)
+    open_and_wait(qtbot, win, small_case_dir)
+    win.slice_controls.slider.setValue(3)  # the user drags the slider to slice 3 of n
+    with qtbot.waitSignal(win.analysis_done, timeout=10000):
+        win.run_analysis()
+    assert win.ctx.slice_index == 2 and win.slice_controls.slice_label.text().startswith("3 / ")
 
 
 def test_moving_the_slider_changes_every_pane(analysed):
@@ -203,7 +223,7 @@ def test_model_cards_are_readable_and_a_synthetic_classifier_is_flagged(qtbot, s
     result.models = [ModelInfo("seg", "segmentation", "/x", "1" * 64, True, seg_card),
                      ModelInfo("cls", "classification", "/y", "2" * 64, True, cls_card)]
     panel.show_result(result)
-    text = panel.models.text()
+    text = panel.models_text()
     assert "Dice ET 0.821 \u00b7 TC 0.653 \u00b7 WT 0.84" in text and "HD95 ET 3 \u00b7 TC 12.4 \u00b7 WT 8.62 mm" in text
     assert "on 2 cases (case_a, case_b)" in text and "dice_ET" not in text and "per_case" not in text
     assert "balanced accuracy 0.983" in text and "Grad-CAM mass inside the whole tumour 23%" in text
@@ -211,7 +231,7 @@ def test_model_cards_are_readable_and_a_synthetic_classifier_is_flagged(qtbot, s
     assert "Glioblastoma" in panel.prediction.text()
     result.models = result.models[:1]
     panel.show_result(result)
-    assert panel.note.isHidden() and SYNTHETIC_CLASSIFIER not in panel.models.text()
+    assert panel.note.isHidden() and SYNTHETIC_CLASSIFIER not in panel.models_text()
 
 
 def test_a_broken_case_shows_an_error_dialog_naming_the_file(qtbot, small_case_dir, tmp_path, monkeypatch):
@@ -304,7 +324,7 @@ def test_reference_labels_show_before_the_analysis(qtbot, small_case_dir):
     expect = planes.display_slice(case.labels, "axial", win.ctx.slice_index)
     np.testing.assert_array_equal(win.panes.views["segmentation"].layer_image("fill"), colormaps.label_rgba(expect))
     assert win.panes.views["segmentation"].label_text("title") == "Reference labels"
-    assert win.panes.views["gradcam"].layer_image("heat") is None
+    assert win.panes.views["gradcam"].layer_image("base") is None
     assert "after the analysis" in win.panes.views["gradcam"].label_text("message")
 
 

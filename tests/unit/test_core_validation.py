@@ -157,8 +157,8 @@ def test_affine_rotation_beyond_tolerance(case):
     c, s = np.cos(theta), np.sin(theta)
     rot = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
     write_nifti(paths["flair"], brain_volumes()["flair"], rot @ LPS_AFFINE)
-    # flair is the reference: the first other modality is reported
-    _refused(folder, names=paths["t1"], match="not co-registered")
+    # the odd file out is named (three modalities agree), not the first one compared with it
+    _refused(folder, names=paths["flair"], match="not co-registered")
 
 
 def test_affine_difference_within_tolerance_is_accepted(case):

@@ -53,7 +53,11 @@ def test_headless_run_writes_three_files_on_the_input_grid(setup):
     proc = run_cli("--case", case, "--no-gui", "--out", out, "--device", "cpu", env_extra=_env(tmp, models))
     assert proc.returncode == 0, proc.stderr
     assert _snapshot(case) == before  # nothing written into (or changed in) the case folder
-    assert sorted(p.name for p in out.iterdir()) == ["gradcam.nii.gz", "results.json", "segmentation.nii.gz"]
+    from braingui.export_set import MARKER, read_state
+
+    state = read_state(out)  # the export set's marker: complete, and listing every file in the folder
+    assert state.status == "complete" and {p.name for p in out.iterdir()} == set(state.files) | {MARKER}
+    assert {"gradcam.nii.gz", "results.json", "segmentation.nii.gz"} <= set(state.files)
     assert "segmentation" in proc.stderr and "%" in proc.stderr  # the progress bar
     flair = nib.load(next(case.glob("*_flair.nii.gz")))
     truth = np.asarray(nib.load(next(case.glob("*_seg.nii.gz"))).dataobj)

@@ -90,13 +90,16 @@ def test_env_var_to_missing_folder_is_noted_and_skipped(places, monkeypatch):
     assert any("does not exist" in n for n in search.notes)
 
 
-def test_broken_manifest_is_reported_not_skipped(places):
+def test_broken_manifest_is_skipped_with_a_warning_naming_it(places):
+    """A broken bundle in the user data folder must not spoil every start (issue 14): it is skipped, the
+    search goes on, and the warning names the bundle."""
     _seg(places["bundled"], "seg-bundled")
     (places["user"] / "broken").mkdir()
     (places["user"] / "broken" / "manifest.json").write_text("{")
-    with pytest.raises(BundleError) as info:
-        find_bundles(None)
-    assert str(places["user"] / "broken") in str(info.value)
+    search = find_bundles(None)
+    assert search.segmentation.name == "seg-bundled"
+    assert len(search.skipped) == 1 and str(places["user"] / "broken") in search.skipped[0]
+    assert any(str(places["user"] / "broken") in n and "not valid JSON" in n for n in search.notes)
 
 
 def test_folders_without_manifest_are_ignored_and_choice_is_noted(places):

@@ -70,7 +70,8 @@ def test_probabilities_and_cam(world):
     assert probs.sum() == pytest.approx(1.0, abs=1e-9) and np.all(probs > 0)
     assert r.predicted_class == r.class_names[int(np.argmax(probs))]
     assert r.class_titles["G"] == "glioblastoma"
-    assert list(r.cams) == [r.predicted_class]  # only the predicted class without all_cams
+    # the predicted class's map first; the full explanation (the default) maps the other classes after it
+    assert list(r.cams)[0] == r.predicted_class and sorted(r.cams) == sorted(r.class_names)
     cam = r.cams[r.predicted_class]
     assert cam.shape == case.grid.shape and cam.dtype == np.float32
     assert cam.min() >= 0.0 and cam.max() <= 1.0 and cam.max() > 0.5
@@ -203,7 +204,11 @@ def test_label_map_round_trips_through_the_original_grid(world):
 def test_export_writes_on_the_original_grid(world, tmp_path):
     case, r = world["case"], world["result"]
     written = export_result(r, case.grid, tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([SEGMENTATION_FILE, GRADCAM_FILE, RESULTS_FILE])
+    from braingui.export_set import MARKER
+
+    names = {p.name for p in (tmp_path / "out").iterdir()}  # the written files and the export set's marker
+    assert names == {p.name for p in written.values()} | {MARKER}
+    assert {SEGMENTATION_FILE, GRADCAM_FILE, RESULTS_FILE} <= names
     flair = nib.load(case.files.images["flair"])
     seg = nib.load(written["segmentation"])
     cam = nib.load(written["gradcam"])
@@ -215,7 +220,9 @@ def test_export_writes_on_the_original_grid(world, tmp_path):
     truth = np.asarray(nib.load(case.files.seg).dataobj)  # in the file's own (LPS) voxel order
     ours = np.asarray(seg.dataobj)
     assert dice(truth > 0, ours > 0) > 0.9 and dice(truth == 4, ours == 4) > 0.9
-    assert json.loads(written["results"].read_text()) == json.loads(json.dumps(r.summary()))
+    from braingui.export import results_summary
+
+    assert json.loads(written["results"].read_text()) == json.loads(json.dumps(results_summary(r)))
 
 
 def test_device_choice():

@@ -92,10 +92,13 @@ def test_source_selftest_passes_with_tiny_bundles(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     checks = {c["name"]: c for c in report["checks"]}
-    assert list(checks) == ["imports", "bundles", "demo case", "pipeline", "3d surface", "window", "3d view"]
+    assert list(checks) == ["imports", "bundles", "demo case", "formats", "dicom", "pipeline", "3d surface", "window",
+                            "3d view"]
     assert all(c["ok"] for c in checks.values())
     assert checks["bundles"]["detail"]["segmentation"]["sha256_ok"]
     assert checks["pipeline"]["detail"]["shape"] == [240, 240, 155]
+    assert checks["formats"]["detail"][".mha"]["ok"] and checks["formats"]["detail"]["gzip"] == "isal"
+    assert checks["dicom"]["detail"]["shape"] == [8, 8, 6] and checks["dicom"]["detail"]["series"] == 1
     assert checks["window"]["detail"]["size"] == [1600, 1000]
     assert "skipped" in checks["3d view"]["detail"]  # offscreen: no OpenGL window
     assert (out / "selftest-window.png").is_file() and (out / "results" / "results.json").is_file()

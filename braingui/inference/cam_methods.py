@@ -1,0 +1,242 @@
+"""Class activation maps of a 3D classifier: several methods, any dense block or transition, one entry point.
+
+::
+
+    from braingui.inference.cam_methods import compute_cam, upsample, cam_layers
+
+    logits, cam = compute_cam(network, x, method="gradcam", layer="features.denseblock1")
+    # logits: torch (1, n_classes), detached; cam: float32 numpy on the LAYER's grid, in [0, 1]
+    cam_input = upsample(cam, x.shape[2:])       # trilinear, to the classifier input grid
+    cam_case = grid_map.inverse(cam_input)       # (or resample once from the layer grid: the caller's choice)
+
+Methods (:data:`METHODS`); ``A_k`` are the layer's feature maps, ``g_k = dy_c / dA_k`` the gradient of
+the explained class's logit ``y_c``:
+
+* ``"gradcam"`` — Grad-CAM (Selvaraju et al. 2017): ``ReLU(sum_k mean(g_k) A_k)``, through medcam's
+  ``gcam`` backend, as in the paper;
+* ``"gradcam++"`` — Grad-CAM++ (Chattopadhyay et al. 2018), through medcam's ``gcampp`` backend (the
+  same formula as ``monai.visualize.GradCAMpp``: second-order channel weights from ``exp(y_c) g_k``);
+* ``"hirescam"`` — HiResCAM (Draelos & Carin 2020): ``ReLU(sum_k g_k * A_k)`` element-wise, no spatial
+  averaging of the gradient; equal to Grad-CAM when the gradient is spatially constant (a layer followed
+  directly by global average pooling and a linear layer). Own code (neither medcam nor MONAI has it);
+* ``"layercam"`` — LayerCAM (Jiang et al. 2021): ``ReLU(sum_k ReLU(g_k) * A_k)``. Own code.
+
+The own-code methods take ``torch.autograd.grad`` of the logit with respect to the layer's output only
+(no weight gradients; about half the time of medcam's full backward, DESIGN.md). Every map is ReLU'd,
+then min-max normalised to [0, 1] as medcam does (all zero when constant), and returned on the layer's
+own grid: callers resample it once, to where they need it (:func:`upsample` for the input grid).
+
+Layers (:func:`cam_layers`): every dense block and transition of MONAI's DenseNet, by module name, in
+network order (``features.denseblock1``, ``features.transition1``, ..., ``features.denseblock4``); for
+another network, its top-level children. On DenseNet169 at a 60x74x60 input the grids are 15x19x15
+(block 1), 7x9x7 (transition 1 / block 2), 3x4x3, 1x2x1 (transition 3 / block 4).
+
+Facts heeded (medcam 0.1.22, DESIGN.md): gradients are needed, so :func:`compute_cam` refuses to run
+inside ``torch.inference_mode()`` but works under ``no_grad``; a network with every parameter frozen
+still works (the input is made to require grad instead); medcam is injected per call into a shallow copy
+with its "test run" skipped, label always given. The network runs in eval mode during the call and its
+mode is restored after; parameter gradients filled by medcam's backward are cleared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from braingui.errors import BrainguiError
+from braingui.inference.manifest import CAM_METHODS, DEFAULT_CAM_LAYER, DEFAULT_CAM_METHOD
+
+METHODS = CAM_METHODS  # one list, torch-free, for the manifest check and the command line
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "layercam": "LayerCAM"}
+DEFAULT_METHOD = DEFAULT_CAM_METHOD
+DEFAULT_LAYER = DEFAULT_CAM_LAYER
+_MEDCAM_BACKENDS = {"gradcam": "gcam", "gradcam++": "gcampp"}
+_DENSENET_LAYER = re.compile(r"^features\.(denseblock|transition)\d+$")
+
+
+class CamError(BrainguiError):
+    """A class activation map cannot be computed (unknown method or layer, no gradients, bad input)."""
+
+
+def cam_layers(network: torch.nn.Module) -> tuple[str, ...]:
+    """The layer names a map can be computed at, in network order.
+
+    Args:
+        network: a MONAI ``DenseNet`` (then its ``features.denseblockN`` and ``features.transitionN``) or
+            any other module (then the names of its direct children).
+    """
+    names = [n for n, _ in network.named_modules() if _DENSENET_LAYER.match(n)]
+    return tuple(names) if names else tuple(n for n, _ in network.named_children())
+
+
+def check_method(method: str) -> str:
+    """``method`` if it is one of :data:`METHODS`.
+
+    Raises:
+        CamError: unknown method, naming the valid ones.
+    """
+    if method not in METHODS:
+        raise CamError(f"unknown CAM method {method!r} (choose one of: {', '.join(METHODS)})")
+    return method
+
+
+def check_layer(network: torch.nn.Module, layer: str) -> torch.nn.Module:
+    """The module named ``layer`` if it is one of :func:`cam_layers`.
+
+    Raises:
+        CamError: not a valid layer, naming the valid ones.
+    """
+    valid = cam_layers(network)
+    if layer not in valid:
+        raise CamError(f"unknown CAM layer {layer!r} (choose one of: {', '.join(valid)})")
+    return network.get_submodule(layer)
+
+
+def normalise(cam: torch.Tensor) -> np.ndarray:
+    """ReLU then min-max to [0, 1] (as medcam); all zero when constant.
+
+    Args:
+        cam: any-shape float tensor (a raw map).
+
+    Returns:
+        float32 numpy array of the same shape, values in [0, 1].
+
+    Raises:
+        CamError: non-finite values (e.g. Grad-CAM++'s ``exp(logit)`` overflowed).
+    """
+    a = F.relu(cam.detach().float()).cpu().numpy().astype(np.float32, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise CamError("the class activation map has non-finite values")
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.float32)
+    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def upsample(cam: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Trilinear resampling of a map to ``shape`` (``align_corners=False``, as medcam and MONAI).
+
+    Args:
+        cam: float ``(x, y, z)`` map (e.g. on a layer's grid), values in [0, 1].
+        shape: the target ``(X, Y, Z)``, e.g. the classifier input's spatial shape.
+
+    Returns:
+        float32 ``(X, Y, Z)`` in [0, 1] (the same array values when the shape is already ``shape``).
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 3 or len(shape) != 3:
+        raise ValueError(f"upsample takes a 3D map and a 3D shape, got {cam.shape} -> {tuple(shape)}")
+    shape = tuple(int(s) for s in shape)
+    if cam.shape == shape:
+        return cam.copy()
+    t = torch.from_numpy(np.ascontiguousarray(cam))[None, None]
+    out = F.interpolate(t, size=shape, mode="trilinear", align_corners=False)[0, 0]
+    return np.ascontiguousarray(out.clamp_(0.0, 1.0).numpy(), dtype=np.float32)
+
+
+def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT_METHOD,
+                layer: str = DEFAULT_LAYER, class_index: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits and the class activation map of one input (one forward + one backward).
+
+    Args:
+        network: the classifier (its mode is set to eval for the call and restored after).
+        x: float ``(1, C, X, Y, Z)`` on the network's device (the preprocessed classifier input).
+        method: one of :data:`METHODS`.
+        layer: one of :func:`cam_layers` of ``network``.
+        class_index: the class to explain; ``None`` = this input's arg-max.
+
+    Returns:
+        ``(logits, cam)``: logits ``(1, n_classes)`` float tensor (detached, on the device); cam float32
+        numpy ``(x, y, z)`` on the layer's own grid, in [0, 1] (all zero when there is no positive
+        evidence).
+
+    Raises:
+        CamError: unknown method / layer, input not ``(1, C, X, Y, Z)``, inside ``inference_mode``, the
+            layer's output not a 3D feature map, class index out of range.
+    """
+    check_method(method)
+    module = check_layer(network, layer)
+    if x.ndim != 5 or x.shape[0] != 1:
+        raise CamError(f"a CAM takes one input of shape (1, C, X, Y, Z), got {tuple(x.shape)}")
+    if torch.is_inference_mode_enabled():
+        raise CamError("a CAM needs gradients; it cannot run inside torch.inference_mode()")
+    frozen = not any(p.requires_grad for p in network.parameters())
+    x = x.detach().requires_grad_(True) if frozen else x.detach()
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.enable_grad():
+            if method in _MEDCAM_BACKENDS:
+                logits, raw = _medcam(network, x, _MEDCAM_BACKENDS[method], layer, class_index)
+            else:
+                logits, raw = _autograd_cam(network, module, x, method, layer, class_index)
+    finally:
+        network.zero_grad(set_to_none=True)
+        network.train(was_training)
+    return logits.detach(), normalise(raw)
+
+
+def _check_class(logits: torch.Tensor, class_index: int | None) -> int:
+    n = int(logits.shape[1])
+    c = int(logits[0].argmax()) if class_index is None else int(class_index)
+    if not 0 <= c < n:
+        raise CamError(f"class index {class_index} out of range (the network has {n} classes)")
+    return c
+
+
+def _medcam(network: torch.nn.Module, x: torch.Tensor, backend: str, layer: str,
+            class_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """medcam's map at ``layer`` (already ReLU'd and min-max'd by medcam) on the layer grid."""
+    from medcam import medcam
+
+    if class_index is not None and class_index < 0:
+        raise CamError(f"class index {class_index} out of range")
+    model = medcam.inject(network, backend=backend, layer=layer, label=None, save_maps=False, save_pickle=False,
+                          save_scores=False, evaluate=False, replace=False, return_attention=False)
+    model.medcam_dict["tested"] = True  # skip medcam's extra forward + backward "test run"
+    label = "best" if class_index is None else int(class_index)
+    try:
+        logits = model(x, label=label)
+    except IndexError as exc:
+        raise CamError(f"class index {class_index} out of range") from exc
+    except (RuntimeError, ValueError) as exc:
+        raise CamError(f"medcam could not compute a map at layer {layer!r}: {exc}") from exc
+    finally:  # its hooks sit on the network's own (shared) submodules: never leave one behind
+        model.medcam_dict["model_backend"].remove_hook(forward=True, backward=True)
+    _check_class(logits, class_index)
+    cam = model.get_attention_map()
+    if cam is None:
+        raise CamError(f"medcam produced no map at layer {layer!r}")
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.ndim != 5:
+        raise CamError(f"layer {layer!r} gives no 3D feature map (medcam map of shape {cam.shape})")
+    return logits, torch.from_numpy(cam[0, 0])
+
+
+def _autograd_cam(network: torch.nn.Module, module: torch.nn.Module, x: torch.Tensor, method: str, layer: str,
+                  class_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """HiResCAM / LayerCAM from the layer's activation and ``autograd.grad`` of the logit to it."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        store["act"] = output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        logits = network(x)
+    finally:
+        handle.remove()
+    act = store.get("act")
+    if not isinstance(act, torch.Tensor) or act.ndim != 5:
+        raise CamError(f"layer {layer!r} gives no 3D feature map (output {type(act).__name__}"
+                       f"{'' if not isinstance(act, torch.Tensor) else ' of shape ' + str(tuple(act.shape))})")
+    c = _check_class(logits, class_index)
+    (grad,) = torch.autograd.grad(logits[0, c], act)
+    if method == "layercam":
+        grad = F.relu(grad)
+    raw = (grad * act).sum(dim=1)[0]
+    return logits, raw
