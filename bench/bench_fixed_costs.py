@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -115,6 +116,7 @@ def compare(case: Path, args: argparse.Namespace, tmp: Path) -> int:
     extra = ["--explain", "none"] if _has_option("--explain") else []
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
     runs = {"headless": [], "bare": []}
+    cpu = {"headless": [], "bare": []}
     timings = []
     for i in range(args.repeats + 1):
         for name in ("headless", "bare"):
@@ -124,15 +126,19 @@ def compare(case: Path, args: argparse.Namespace, tmp: Path) -> int:
                        "--tta", str(args.tta), *extra]
             else:
                 cmd = [sys.executable, str(Path(__file__).resolve()), str(case), "--bare"]
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
             elapsed = time.perf_counter() - t0
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
             if done.returncode != 0:
                 print(f"{name} failed ({done.returncode}):\n{done.stderr[-2000:]}")
                 return 1
             if i == 0:
                 continue  # untimed warm-up of the page cache and the .pyc files
             runs[name].append(elapsed)
+            cpu[name].append(used)
             if name == "headless":
                 results = json.loads((out / "results.json").read_text())
                 timings.append(results.get("timings_s", {}))
@@ -142,12 +148,14 @@ def compare(case: Path, args: argparse.Namespace, tmp: Path) -> int:
     print(f"case: {case}; {args.repeats} interleaved runs of each (after one untimed run), wall clock of whole processes")
     print(f"headless run: braingui --no-gui --tta {args.tta} {' '.join(extra)} (segmentation backend: {backend})")
     for name, values in runs.items():
-        print(f"{name + ':':10s} median {med[name]:6.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
+        print(f"{name + ':':10s} median {med[name]:6.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)}); "
+              f"CPU time (user + sys) median {statistics.median(cpu[name]):.2f} s")
     stages = sorted({k for t in timings for k in t})
     print("headless stages (medians): " + ", ".join(
         f"{k} {statistics.median(t.get(k, 0.0) for t in timings):.2f} s" for k in stages))
     print(f"ratio headless / bare: {med['headless'] / med['bare']:.3f} of medians, "
-          f"{min(runs['headless']) / min(runs['bare']):.3f} of the fastest runs (goal <= {GOAL})")
+          f"{min(runs['headless']) / min(runs['bare']):.3f} of the fastest runs (goal <= {GOAL}); CPU time ratio "
+          f"{statistics.median(cpu['headless']) / statistics.median(cpu['bare']):.3f}")
     return 0
 
 

@@ -25,8 +25,3 @@ class CaseError(BrainguiError):
         self.problem = problem
         self.path = os.fspath(path) if path is not None else None
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
-
-
-def format_path(path: str | os.PathLike) -> str:
-    """Return ``path`` as a string for messages."""
-    return os.fspath(path)

@@ -8,8 +8,9 @@ card (``model_card.evaluation.generator``; regenerated into ``--heldout`` when m
 BraTS cases of ``--brats`` (their own expert label maps; skipped when the folder is absent). Per set it
 prints mean +- sd of the map's mass in the whole tumour (WT), the enrichment (mass in WT / WT's fraction
 of the brain; 1 = a uniform map), the pointing game (hottest voxel in WT, % of cases), the deletion gain
-and the model-randomisation Spearman (:mod:`training.cam_table`: the app's own metric modules, on the
-classifier's input grid, the map of the predicted class). Deletion and randomisation cost ~100 forwards
+and the model-randomisation Spearman (:mod:`training.cam_table`: the app's own metric modules on the
+map of the predicted class; localisation on the case grid as the app's Explanation panel, deletion and
+randomisation on the classifier's input grid as the app). Deletion and randomisation cost ~100 forwards
 per case, so they run on a fixed subset (``--faith-per-class`` synthetic phantoms per class and
 ``--faith-real`` real cases, all 14 by default); the tables say on how many cases. The default method and
 layer are then chosen by :data:`training.cam_table.RULE` and printed with their per-case numbers.
@@ -280,7 +281,8 @@ def run_table(args: argparse.Namespace) -> int:
         prm.requires_grad_(False)
     classes = list(bundle.manifest.classification.classes)
     pairs = pairs_of(network, args.methods or METHODS, args.layers)
-    settings = {"bundle": bundle.name, "sha256": bundle.manifest.sha256, "pairs": [list(p) for p in pairs],
+    settings = {"bundle": bundle.name, "sha256": bundle.manifest.sha256, "localisation_grid": "case",
+                "pairs": [list(p) for p in pairs],
                 "randomisation_draws": args.draws, "random_deletion_draws": args.random_draws,
                 "faith_per_class": args.faith_per_class, "faith_real": args.faith_real, "max_cases": args.max_cases}
     settings_path = args.out / "cam_table_settings.json"
@@ -299,11 +301,14 @@ def run_table(args: argparse.Namespace) -> int:
     for i, c in enumerate(todo):
         t0 = time.time()
         case = load_ref(c["ref"])
-        inp = prepare_classification(case.stack(model.prep.channels), model.prep)
-        wt = inp.grid_map.forward(lab.regions(case.labels)["WT"].astype(np.float32)) > 0.5
+        stack = case.stack(model.prep.channels)
+        inp = prepare_classification(stack, model.prep)
+        wt_case = lab.regions(case.labels)["WT"]
+        wt = inp.grid_map.forward(wt_case.astype(np.float32)) > 0.5
         meta = {k: c[k] for k in ("set", "case", "true", "grade")}
         new = case_rows(network, model.tensor(inp.array), wt, brain_mask(inp.array), classes, pairs, c["faith"],
-                        args.draws, args.random_draws, meta)
+                        args.draws, args.random_draws, meta, (inp.grid_map, wt_case, brain_mask(stack)))
+        del stack
         rows += new
         _write_csv(csv_path, rows, FIELDS)
         elapsed = time.time() - t_start
@@ -319,9 +324,12 @@ def run_table(args: argparse.Namespace) -> int:
     seconds = {s: {"faith": float(np.mean([r["seconds"] for r in rows if r["set"] == s and r["faith"]] or [np.nan])),
                    "localisation_only": float(np.mean([r["seconds"] for r in rows if r["set"] == s and not r["faith"]]
                                                       or [np.nan]))} for s in sets}
-    report = {"settings": settings, "sets": {s: SETS[s] for s in sets}, "grid": "classifier input grid",
-              "map": "the predicted class's map, upsampled trilinearly to the input grid; brain = non-zero in any "
-                     "sequence; WT = the case's own label map", "rule": RULE, "default": choice,
+    report = {"settings": settings, "sets": {s: SETS[s] for s in sets},
+              "grid": "localisation on the case grid (as the app's Explanation panel: the layer map resampled "
+                      "once, braingui.inference.pipeline.cam_to_case); deletion and randomisation on the "
+                      "classifier input grid (as the app)",
+              "map": "the predicted class's map; brain = voxels non-zero in any sequence; WT = the case's own "
+                     "label map", "rule": RULE, "default": choice,
               "seconds_per_case": seconds, "summary": summary, "per_case": rows}
     common.write_json(args.out / "cam_table.json", report)
     for s in sets:

@@ -6,9 +6,11 @@ x :func:`~braingui.inference.cam_methods.cam_layers`), each the map of the predi
 the input grid:
 
 * localisation (:func:`braingui.explanation.localisation`): mass in WT, WT's fraction of the brain,
-  enrichment, mass outside the brain, pointing game (hottest voxel in WT / in the brain);
-* with ``faith=True`` also the deletion areas and gain (:mod:`braingui.inference.faithfulness`:
-  top 5/10/20/40 % of brain voxels, two random draws) and the model-randomisation Spearman (last dense
+  enrichment, mass outside the brain, pointing game (hottest voxel in WT / in the brain); on the case
+  grid when given, as the app's Explanation panel (the layer map resampled once to it,
+  :func:`braingui.inference.pipeline.cam_to_case`), else on the input grid;
+* with ``faith=True`` also the deletion areas and gain (:mod:`braingui.inference.faithfulness`, on the
+  input grid as in the app: top 5/10/20/40 % of brain voxels, two random draws) and the model-randomisation Spearman (last dense
   block + classifier re-initialised, three draws).
 
 The numbers are the app's own modules' numbers, computed with fewer passes: the 28 maps of a case come
@@ -206,18 +208,22 @@ def deletion_all(network: torch.nn.Module, x: torch.Tensor, heats: dict[Pair, np
 
 def case_rows(network: torch.nn.Module, x: torch.Tensor, wt: np.ndarray, brain: np.ndarray, classes: Sequence[str],
               pairs: Sequence[Pair], faith: bool = False, n_draws: int = 3, n_random: int = 2,
-              meta: dict | None = None) -> list[dict]:
+              meta: dict | None = None, case_grid: tuple | None = None) -> list[dict]:
     """One row (:data:`FIELDS`) per pair for one case.
 
     Args:
         network: the classifier (eval mode; frozen parameters make it faster).
         x: float ``(1, C, X, Y, Z)`` classifier input.
-        wt, brain: bool ``(X, Y, Z)`` on the input grid: the case's own whole tumour and the brain.
+        wt, brain: bool ``(X, Y, Z)`` on the input grid: the case's own whole tumour and the brain (the
+            deletion and randomisation grid, as the app's).
         classes: class codes in output order.
         pairs: ``(method, layer)`` pairs.
         faith: also the deletion curve and the randomisation check.
         n_draws, n_random: randomisation draws and random deletion draws.
         meta: ``set``, ``case``, ``true``, ``grade`` copied into every row.
+        case_grid: ``(grid_map, wt_case, brain_case)``: localise on the case grid as the app's panel does
+            (each layer map resampled once, :func:`braingui.inference.pipeline.cam_to_case`; bool
+            ``(X, Y, Z)`` case-grid masks); ``None``: on the input grid (the map upsampled there).
     """
     t0 = time.time()
     logits, c, maps = all_maps(network, x, pairs, None)
@@ -227,8 +233,13 @@ def case_rows(network: torch.nn.Module, x: torch.Tensor, wt: np.ndarray, brain: 
     rand = randomisation_all(network, x, brain, heats, c, n_draws) if faith else {}
     seconds = round(time.time() - t0, 1)
     rows = []
+    if case_grid is not None:
+        from braingui.inference.pipeline import cam_to_case
+
+        grid_map, wt_case, brain_case = case_grid
     for p in pairs:
-        loc = localisation(heats[p], wt, brain)
+        loc = (localisation(heats[p], wt, brain) if case_grid is None
+               else localisation(cam_to_case(maps[p], grid_map), wt_case, brain_case))
         row = {**{k: "" for k in FIELDS}, **(meta or {}), "predicted": classes[c], "p_predicted": round(prob, 4),
                "method": p[0], "layer": p[1], "faith": bool(faith), "seconds": seconds,
                **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in loc.__dict__.items()

@@ -25,6 +25,8 @@ Checks, in order (each reports ``name``, ``ok``, ``seconds``, ``detail``):
 ``window``
     the main window opens the case, runs the analysis in its worker thread and saves itself as a PNG
     (the ``--screenshot`` path of :func:`braingui.ui.app.run_gui`; offscreen without a display);
+``report``
+    the PDF report of that result, written off-screen with Qt's own PDF writer;
 ``3d view``
     with a real screen only (e.g. under Xvfb), the vtk 3D window renders the meshes with OpenGL.
 
@@ -272,6 +274,27 @@ def check_window(state: dict) -> dict:
     return detail
 
 
+def check_report(state: dict) -> dict:
+    """The PDF report of the demo result (QtGui's QPdfWriter, off-screen): a complete PDF with embedded fonts.
+
+    Runs after ``window``: once the report made its ``QGuiApplication``, no ``QApplication`` can follow.
+    """
+    if state.get("result") is None:
+        raise SelftestFailure("needs the pipeline's result", {})
+    import re
+
+    from braingui.ui.report_pdf import write_report
+
+    target = write_report(state["case"], state["result"], state["out"] / "report.pdf")
+    data = target.read_bytes()
+    detail = {"pdf": str(target), "bytes": len(data), "pages": len(re.findall(rb"/Type\s*/Page\b(?!s)", data)),
+              "fonts": data.count(b"/FontFile2")}
+    if (data[:5] != b"%PDF-" or b"%%EOF" not in data[-64:] or not 1 <= detail["pages"] <= 3 or not detail["fonts"]
+            or len(data) < 100_000):
+        raise SelftestFailure("the PDF report is missing, truncated, or has no embedded font", detail)
+    return detail
+
+
 def check_3d_view(state: dict) -> dict:
     """The vtk 3D window renders the meshes (only with a real screen; skipped offscreen)."""
     from braingui.ui.app import create_app
@@ -320,6 +343,7 @@ CHECKS: tuple[tuple[str, Callable[[dict], dict]], ...] = (
     ("imports", check_imports), ("bundles", check_bundles), ("demo case", check_demo_case), ("formats", check_formats),
     ("dicom", check_dicom),
     ("pipeline", check_pipeline), ("3d surface", check_surface), ("window", check_window),
+    ("report", check_report),
     ("3d view", check_3d_view),
 )
 

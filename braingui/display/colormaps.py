@@ -131,3 +131,39 @@ def grey_rgba(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     g += np.float32(0.5)
     np.clip(g, 0, 255, out=g)
     return _lookup(grey_lut(), g.astype(np.uint8))
+
+
+GRADCAM_DIM = 0.5
+"""Brightness of the anatomy under the Grad-CAM pane's heat map (1: as in the other panes)."""
+
+
+def gradcam_rgba(grey: np.ndarray, heat: np.ndarray, head: np.ndarray, opacity: float,
+                 dim: float = GRADCAM_DIM) -> np.ndarray:
+    """The Grad-CAM pane's image: the heat colours blended over the dimmed anatomy, black outside the head.
+
+    Args:
+        grey: ``(rows, cols, 4)`` uint8 RGBA, the windowed anatomy (:func:`grey_rgba`).
+        heat: ``(rows, cols, 4)`` uint8 RGBA, the heat-map colours (:func:`heat_rgba`).
+        head: ``(rows, cols)`` bool, True inside the head (where any modality is non-zero).
+        opacity: weight of the heat colours, 0..1 (the context's heat-map opacity).
+        dim: brightness of the anatomy, 0..1.
+
+    Returns:
+        ``(rows, cols, 4)`` uint8 RGBA, opaque: ``dim * (1 - opacity) * grey + opacity * heat`` inside the
+        head (weights rounded to 1/256), ``(0, 0, 0)`` outside it.
+    """
+    a = float(np.clip(opacity, 0.0, 1.0))
+    w_heat = round(256 * a)
+    w_grey = min(round(256 * float(np.clip(dim, 0.0, 1.0)) * (1.0 - a)), 256 - w_heat)  # sum <= 256: no carry
+    w_grey, w_heat = np.uint32(w_grey), np.uint32(w_heat)
+    grey_part = grey[..., 0].astype(np.uint32) * w_grey + np.uint32(128)  # r = g = b in a grey image
+    heat_px = np.ascontiguousarray(heat).view(np.uint32)[..., 0]  # RGBA bytes packed little-endian: r lowest
+    packed = np.full(grey.shape[:2], 0xFF000000, dtype=np.uint32)  # opaque black
+    for shift in (0, 8, 16):  # r, g, b: integer arithmetic on one 32-bit plane each
+        channel = (heat_px >> np.uint32(shift)) & np.uint32(0xFF)
+        channel *= w_heat
+        channel += grey_part
+        channel >>= np.uint32(8)
+        packed |= channel << np.uint32(shift)
+    packed[~head] = 0xFF000000
+    return packed.view(np.uint8).reshape(grey.shape[:2] + (4,))

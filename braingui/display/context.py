@@ -51,18 +51,26 @@ class DisplayContext:
         self.heat_opacity = 0.45
         self.cam_class: str | None = None
         self.label_source = MODEL
+        self.show_measurements = True
+        """The panes draw the RANO diameters of the lesions measured on the slice shown (axial)."""
+        self.ruler: tuple[tuple[float, float], tuple[float, float]] | None = None
+        """A line the user drew on the slice shown, display ``(row, col)`` ends; cleared with the slice."""
+        self.show_uncertainty = False
+        """Segmentation pane shows the TTA uncertainty map (with the label outlines) instead of the label fill."""
         self._stacks: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.navigated = False
         """True once the user moved the cursor or slice since the case opened (the app's own jumps don't count)."""
         self._any_cache: tuple = (None, False)
         self._box_cache: tuple = (None, None)
         self._brain_cache: tuple = (None, None)
+        self._unc_cache: tuple = (None, None)
 
     # ----- data
     def set_case(self, case: Case | None) -> None:
         """Show ``case`` (drops any result); the cursor goes to the volume centre."""
         self.case, self.result, self.windows, self.cam_class = case, None, {}, None
         self.navigated = False
+        self.ruler = None
         self._stacks.clear()
         if case is not None:
             self.cursor = tuple(int(n) // 2 for n in case.grid.shape)
@@ -101,7 +109,7 @@ class DisplayContext:
         if plane not in planes.PLANES:
             raise ValueError(plane)
         if plane != self.plane:
-            self.plane = plane
+            self.plane, self.ruler = plane, None
             self.changed.emit(frozenset({"plane", "cursor"}))
 
     def set_convention(self, convention: str) -> None:
@@ -133,6 +141,8 @@ class DisplayContext:
             return
         ijk = tuple(int(np.clip(v, 0, n - 1)) for v, n in zip(ijk, self.shape))
         self.navigated = self.navigated or user
+        if self.ruler is not None and ijk[planes.NORMAL_AXIS[self.plane]] != self.slice_index:
+            self.ruler = None  # it measured the slice the user left
         if ijk != self.cursor:
             self.cursor = ijk
             self.changed.emit(frozenset({"cursor"}))
@@ -160,6 +170,32 @@ class DisplayContext:
 
     def set_cam_class(self, code: str | None) -> None:
         self._set_look("cam_class", code)
+
+    def set_show_measurements(self, on: bool) -> None:
+        self._set_look("show_measurements", bool(on))
+
+    def set_ruler(self, start, end) -> None:
+        """Draw the ruler from ``start`` to ``end`` (display ``(row, col)``) on the slice shown; ``None`` clears."""
+        self._set_look("ruler", None if start is None else (tuple(map(float, start)), tuple(map(float, end))))
+
+    def annotation_segments(self) -> list:
+        """What the panes draw over the slice shown (:mod:`braingui.display.annotations`): the measured
+        lesions' two diameters (when :attr:`show_measurements`) and the ruler, with its length in mm."""
+        from braingui.display import annotations as ann
+
+        if self.case is None:
+            return []
+        out = []
+        if self.show_measurements and self.result is not None:
+            out += ann.lesion_segments(getattr(self.result, "measurements", None), self.shape, self.plane,
+                                       self.slice_index, self.convention)
+        if self.ruler is not None:
+            out.append(ann.ruler_segment(*self.ruler, self.case.grid.affine, self.shape, self.plane,
+                                         self.slice_index, self.convention))
+        return out
+
+    def set_show_uncertainty(self, on: bool) -> None:
+        self._set_look("show_uncertainty", bool(on))
 
     def set_label_source(self, source: str) -> None:
         if source not in (MODEL, REFERENCE):
@@ -233,6 +269,19 @@ class DisplayContext:
         if self.case is not None and self.labels is self.case.labels:
             return "reference labels (from the case's label file)"
         return "model segmentation"
+
+    @property
+    def uncertainty(self) -> np.ndarray | None:
+        """The segmentation's voxel uncertainty scaled to [0, 1] over its legend range
+        (:func:`braingui.uncertainty.display_values`), ``(X, Y, Z)`` float32; ``None`` without TTA."""
+        raw = None if self.result is None else getattr(self.result, "uncertainty", None)
+        if raw is None:
+            return None
+        if self._unc_cache[0] is not raw:
+            from braingui.uncertainty import display_values
+
+            self._unc_cache = (raw, display_values(raw))
+        return self._unc_cache[1]
 
     @property
     def heat(self) -> np.ndarray | None:

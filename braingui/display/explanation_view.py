@@ -84,7 +84,8 @@ class ExplanationView:
         severity: one of :data:`SEVERITIES`.
         heading: ``"This map is poor: ..."`` for a poor / doubtful map, else ``None``.
         verdict: the rest of the verdict in words (after the heading).
-        header: the localisation table's column titles (a third one with reference labels).
+        header: the localisation table's column titles: against the model's tumour, and the case's own
+            reference labels when it has them.
         localisation: rows ``(name, against the model's tumour, against the reference labels or None)``.
         checks: rows ``(name, result)`` of the faithfulness checks.
         pending: :data:`PENDING_TEXT` while the slow part is being computed, else ``None``.
@@ -172,10 +173,27 @@ def _localisation_cells(d: Mapping) -> dict[str, Cell]:
             "peak_in_wt": Cell(_yes_no(peak), peak_tone)}
 
 
-LOCALISATION_ROWS = (("mass_in_wt", "Heat in the tumour"), ("wt_fraction_of_brain", "Tumour's share of the brain"),
+LOCALISATION_ROWS = (("mass_in_wt", "Heat in the tumour"), ("wt_fraction_of_brain", "Tumour's share of brain"),
                      ("enrichment", "Enrichment (1 = chance)"), ("mass_outside_brain", "Heat outside the brain"),
-                     ("peak_in_wt", "Hottest point in the tumour"))
+                     ("peak_in_wt", "Hottest point in tumour"))
 """``(key, row title)`` of the localisation table, in order."""
+ROW_TIPS = {
+    "Heat in the tumour": "The share of the map's heat inside the brain that lies in the whole tumour",
+    "Tumour's share of brain": "The whole tumour's volume as a share of the brain's: what a uniform map would score",
+    "Enrichment (1 = chance)": "Heat in the tumour / the tumour's share of the brain: 1 = no better than a uniform "
+                               "map; below 1.5 the map hardly points at the tumour",
+    "Heat outside the brain": "The share of the map's heat that fell outside the brain (not shown in the panes, "
+                              "reported here)",
+    "Hottest point in tumour": "Does the map's hottest voxel lie in the tumour (the pointing game)?",
+    "Without the tumour": "The class when the tumour is replaced by normal-brain intensity and the case re-classified",
+    "Sequence that moved the call most": "Each sequence removed in turn: the largest change of this class's "
+                                         "probability",
+    "Deletion gain": "How much faster the class's probability falls when the map's hottest "
+                                             "voxels are deleted than when random ones are (area between the curves)",
+    "Sanity check": "Adebayo et al. 2018: the map recomputed with the model's last layers "
+                                         "randomised must change; a rank correlation above 0.5 is flagged",
+}
+"""Row title -> what the number means (the panel's tooltips)."""
 
 
 def _class_text(code: str | None, titles: Mapping[str, str]) -> str:
@@ -199,9 +217,9 @@ def _checks(e: Mapping, titles: Mapping[str, str], quick: bool) -> list[tuple[st
         rows.append(("Sequence that moved the call most", Cell(text)))
     gain = _gain(e.get("deletion"))
     if gain is not None:
-        rows.append(("Deletion gain (> 0: the map found it)", Cell(f"{gain:+.3f}", "good" if gain > 0 else "poor")))
+        rows.append(("Deletion gain", Cell(f"{gain:+.3f}", "good" if gain > 0 else "poor")))
     else:
-        rows.append(("Deletion gain (> 0: the map found it)", Cell(COMPUTING if quick else "not computed")))
+        rows.append(("Deletion gain", Cell(COMPUTING if quick else "not computed")))
     rnd = e.get("randomisation")
     if isinstance(rnd, Mapping) and rnd:
         rho, flag = rnd.get("spearman"), rnd.get("flag")
@@ -210,9 +228,9 @@ def _checks(e: Mapping, titles: Mapping[str, str], quick: bool) -> list[tuple[st
             cell = Cell("inconclusive (a constant map)")
         else:
             cell = Cell(f"flagged{rho_text}", "poor") if flag else Cell(f"passed{rho_text}", "good")
-        rows.append(("Sanity check (weights randomised)", cell))
+        rows.append(("Sanity check", cell))
     else:
-        rows.append(("Sanity check (weights randomised)", Cell(COMPUTING if quick else "not computed")))
+        rows.append(("Sanity check", Cell(COMPUTING if quick else "not computed")))
     return rows
 
 
@@ -256,14 +274,15 @@ def build_view(e: Mapping | None, class_titles: Mapping[str, str] | None = None,
         ref = {**ref, "mass_outside_brain": e.get("mass_outside_brain")}
     main, refc = _localisation_cells(e), (_localisation_cells(ref) if ref else None)
     rows = [(name, main[key], refc[key] if refc else None) for key, name in LOCALISATION_ROWS]
-    header = ("", "model's tumour") + (("reference labels",) if ref else ())
+    header = ("", "model") + (("reference",) if ref else ())
     quick = e.get("level") == "quick"
     return ExplanationView(title=title, severity=severity, heading=heading, verdict=rest, header=header,
                            localisation=rows, checks=_checks(e, titles, quick), pending=PENDING_TEXT if quick else None)
 
 
 COMPARISON_ROWS = (("mass_in_wt", "Heat in the tumour"), ("enrichment", "Enrichment"),
-                   ("peak_in_wt", "Hottest point in the tumour"), ("deletion", "Deletion gain"),
+                   ("mass_outside_brain", "Heat outside the brain"), ("peak_in_wt", "Hottest point in tumour"),
+                   ("deletion", "Deletion gain"),
                    ("randomisation", "Sanity check"))
 
 

@@ -137,10 +137,11 @@ def pixel_size(spacing: tuple[float, float, float], plane: str) -> tuple[float, 
     return float(spacing[lay.row_axis]), float(spacing[lay.col_axis])
 
 
-def voxel_to_pixel(ijk, shape: tuple[int, ...], plane: str, convention: str = RADIOLOGICAL) -> tuple[int, int]:
-    """Screen ``(row, col)`` of voxel ``ijk`` in its slice of ``plane``."""
+def voxel_to_display(ijk, shape: tuple[int, ...], plane: str, convention: str = RADIOLOGICAL) -> tuple[float, float]:
+    """Fractional screen ``(row, col)`` of a fractional voxel ``ijk`` in its slice of ``plane`` (pixel centres
+    at integers; what the panes' drawn lines use)."""
     lay = layout(plane, convention)
-    r, c = int(ijk[lay.row_axis]), int(ijk[lay.col_axis])
+    r, c = float(ijk[lay.row_axis]), float(ijk[lay.col_axis])
     if lay.row_flip:
         r = shape[lay.row_axis] - 1 - r
     if lay.col_flip:
@@ -148,15 +149,28 @@ def voxel_to_pixel(ijk, shape: tuple[int, ...], plane: str, convention: str = RA
     return r, c
 
 
+def display_to_voxel(row: float, col: float, index: float, shape: tuple[int, ...], plane: str,
+                     convention: str = RADIOLOGICAL) -> tuple[float, float, float]:
+    """Fractional voxel shown at fractional screen ``(row, col)`` of slice ``index`` (inverse of
+    :func:`voxel_to_display`)."""
+    lay = layout(plane, convention)
+    ijk = [0.0, 0.0, 0.0]
+    ijk[lay.normal_axis] = float(index)
+    ijk[lay.row_axis] = shape[lay.row_axis] - 1 - float(row) if lay.row_flip else float(row)
+    ijk[lay.col_axis] = shape[lay.col_axis] - 1 - float(col) if lay.col_flip else float(col)
+    return tuple(ijk)
+
+
+def voxel_to_pixel(ijk, shape: tuple[int, ...], plane: str, convention: str = RADIOLOGICAL) -> tuple[int, int]:
+    """Screen ``(row, col)`` of voxel ``ijk`` in its slice of ``plane``."""
+    r, c = voxel_to_display(tuple(int(v) for v in ijk), shape, plane, convention)
+    return int(r), int(c)
+
+
 def pixel_to_voxel(row: int, col: int, index: int, shape: tuple[int, ...], plane: str,
                    convention: str = RADIOLOGICAL) -> tuple[int, int, int]:
     """Voxel ``(i, j, k)`` shown at screen ``(row, col)`` of slice ``index`` (inverse of :func:`voxel_to_pixel`)."""
-    lay = layout(plane, convention)
-    ijk = [0, 0, 0]
-    ijk[lay.normal_axis] = int(index)
-    ijk[lay.row_axis] = shape[lay.row_axis] - 1 - int(row) if lay.row_flip else int(row)
-    ijk[lay.col_axis] = shape[lay.col_axis] - 1 - int(col) if lay.col_flip else int(col)
-    return tuple(ijk)
+    return tuple(int(v) for v in display_to_voxel(int(row), int(col), int(index), shape, plane, convention))
 
 
 def per_slice(volume: np.ndarray, plane: str, reduce: str = "sum") -> np.ndarray:

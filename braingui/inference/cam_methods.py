@@ -22,7 +22,14 @@ the explained class's logit ``y_c``:
 * ``"layercam"`` — LayerCAM (Jiang et al. 2021): ``ReLU(sum_k ReLU(g_k) * A_k)``. Own code.
 
 The own-code methods take ``torch.autograd.grad`` of the logit with respect to the layer's output only
-(no weight gradients; about half the time of medcam's full backward, DESIGN.md). Every map is ReLU'd,
+(no weight gradients; about half the time of medcam's full backward, DESIGN.md).
+
+Several maps of one input (the other classes; a randomised copy's maps in the sanity check) need not
+repeat the whole pass: :func:`split_index` finds where a MONAI DenseNet (``features`` + ``class_layers``)
+can be cut before the layer (and before any re-initialised module), :func:`prefix` runs the unchanged
+front once, without gradients, and :func:`tail_cams` runs only the rest, with one backward per class to
+the layer's output. Grad-CAM is then computed by its formula (the same map as medcam's within float
+error, tested), HiResCAM and LayerCAM as above; Grad-CAM++ has no tail form (:data:`TAIL_METHODS`). Every map is ReLU'd,
 then min-max normalised to [0, 1] as medcam does (all zero when constant), and returned on the layer's
 own grid: callers resample it once, to where they need it (:func:`upsample` for the input grid).
 
@@ -55,6 +62,8 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "
 DEFAULT_METHOD = DEFAULT_CAM_METHOD
 DEFAULT_LAYER = DEFAULT_CAM_LAYER
 _MEDCAM_BACKENDS = {"gradcam": "gcam", "gradcam++": "gcampp"}
+TAIL_METHODS = ("gradcam", "hirescam", "layercam")
+"""Methods :func:`tail_cams` computes (Grad-CAM++ needs medcam's backend: the whole pass)."""
 _DENSENET_LAYER = re.compile(r"^features\.(denseblock|transition)\d+$")
 
 
@@ -240,3 +249,106 @@ def _autograd_cam(network: torch.nn.Module, module: torch.nn.Module, x: torch.Te
         grad = F.relu(grad)
     raw = (grad * act).sum(dim=1)[0]
     return logits, raw
+
+
+def _combine(method: str, grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """The raw map ``(x, y, z)`` from a layer's ``(1, K, x, y, z)`` activation and the logit's gradient there."""
+    if method == "gradcam":
+        grad = grad.mean(dim=(2, 3, 4), keepdim=True)
+    elif method == "layercam":
+        grad = F.relu(grad)
+    elif method != "hirescam":
+        raise CamError(f"{method!r} has no tail form (choose one of: {', '.join(TAIL_METHODS)})")
+    return (grad * act).sum(dim=1)[0]
+
+
+def split_index(network: torch.nn.Module, layer: str, changed: Sequence[str] = ()) -> int | None:
+    """Where :func:`prefix` / :func:`tail_cams` may cut ``network``: the index in ``network.features`` of
+    the first module that is ``layer`` or holds a ``changed`` module; ``None`` when the network is not a
+    MONAI DenseNet (``features`` ``Sequential`` then ``class_layers``), ``layer`` is not one of its
+    ``features`` children, or a changed module lies outside ``features`` and ``class_layers``.
+
+    Args:
+        network: the classifier.
+        layer: the map's layer, e.g. ``features.denseblock1``.
+        changed: module names that differ between the networks that will share the prefix (e.g. the
+            re-initialised ``features.denseblock4`` and ``class_layers.out`` of the sanity check).
+    """
+    features = getattr(network, "features", None)
+    if not isinstance(features, torch.nn.Sequential) or not isinstance(getattr(network, "class_layers", None),
+                                                                       torch.nn.Module):
+        return None
+    names = list(features._modules)
+    if not layer.startswith("features.") or layer.split(".", 1)[1] not in names:
+        return None
+    index = names.index(layer.split(".", 1)[1])
+    for name in changed:
+        parts = name.split(".")
+        if parts[0] == "features" and len(parts) > 1 and parts[1] in names:
+            index = min(index, names.index(parts[1]))
+        elif parts[0] != "class_layers":
+            return None
+    return index
+
+
+def prefix(network: torch.nn.Module, x: torch.Tensor, start: int) -> torch.Tensor:
+    """``network.features[:start](x)`` without gradients: the front that several maps share.
+
+    Args:
+        network: a DenseNet (see :func:`split_index`), in eval mode.
+        x: float ``(1, C, X, Y, Z)``.
+        start: from :func:`split_index`.
+
+    Returns:
+        The activation entering ``network.features[start]`` (detached).
+    """
+    with torch.no_grad():
+        return network.features[:start](x).detach()
+
+
+def tail_cams(network: torch.nn.Module, front: torch.Tensor, start: int, layer: str, method: str,
+              class_indices: Sequence[int]) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Maps of several classes from the rest of the network: one forward from ``front``, one backward
+    per class down to ``layer``'s output only.
+
+    Args:
+        network: the network whose tail runs (the original, or a copy that shares the front).
+        front: :func:`prefix`'s output for this ``start``.
+        start: from :func:`split_index` (at or before the layer).
+        layer: the map's layer (a ``features`` child of ``network``).
+        method: one of :data:`TAIL_METHODS`.
+        class_indices: the classes to map.
+
+    Returns:
+        ``(logits (1, n_classes) detached, maps)``: one float32 ``(x, y, z)`` map in [0, 1] on the
+        layer's grid per class, as :func:`compute_cam` gives (via :func:`normalise`).
+
+    Raises:
+        CamError: a method without a tail form, a layer that is not after ``start``, a class out of range.
+    """
+    if method not in TAIL_METHODS:
+        raise CamError(f"{method!r} has no tail form (choose one of: {', '.join(TAIL_METHODS)})")
+    if torch.is_inference_mode_enabled():
+        raise CamError("a CAM needs gradients; it cannot run inside torch.inference_mode()")
+    names = list(network.features._modules)
+    at = names.index(layer.split(".", 1)[1]) if layer.startswith("features.") and layer.split(".", 1)[1] in names else -1
+    if at < start:
+        raise CamError(f"layer {layer!r} is not in the tail that starts at features[{start}]")
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.enable_grad():
+            out, act = front.detach(), None
+            for i in range(start, len(names)):
+                out = network.features[i](out)
+                if i == at:  # the map's layer: the graph starts here, so a backward stops here
+                    act = out = out.detach().requires_grad_(True)
+            logits = network.class_layers(out)
+            maps = []
+            for j, c in enumerate(class_indices):
+                c = _check_class(logits, int(c))
+                (grad,) = torch.autograd.grad(logits[0, c], act, retain_graph=j < len(class_indices) - 1)
+                maps.append(normalise(_combine(method, grad, act.detach())))
+    finally:
+        network.train(was_training)
+    return logits.detach(), maps

@@ -6,8 +6,7 @@ the same class with another method / layer - and :func:`class_map` computes it t
 already loaded classifier, keeping the segmentation:
 
 1. the classifier input of the case (:func:`braingui.preprocess.prepare_classification`), the map of the
-   class at ``layer`` with ``method`` (:func:`~braingui.inference.cam_methods.compute_cam`, one forward +
-   backward), resampled once onto the case grid (:func:`~braingui.inference.pipeline.cam_to_case`) and
+   class at ``layer`` with ``method`` (:meth:`ClassificationModel.explain`, one forward + backward), resampled once onto the case grid (:func:`~braingui.inference.pipeline.cam_to_case`) and
    masked to the brain (:func:`~braingui.inference.explainer.display_map`);
 2. its localisation on the case grid against the result's whole tumour and the case's own label map
    (:func:`~braingui.inference.explainer.localise`), and the quick checks (tumour occlusion, sequence
@@ -29,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from braingui import labels as lab
 from braingui.errors import BrainguiError
 from braingui.explanation import brain_mask
-from braingui.inference.cam_methods import check_method, compute_cam
 from braingui.inference.explainer import Explainer, display_map, localise
 from braingui.inference.interrupt import compute_slot, interruptible, slot_busy
 from braingui.inference.pipeline import Cancelled, cam_to_case
-from braingui.inference.predictor import ClassificationModel, softmax
+from braingui.inference.predictor import ClassificationModel
 from braingui.preprocess import prepare_classification
 from braingui.results import AnalysisResult, ProgressEvent
 
@@ -96,7 +95,7 @@ def class_map(case, model: ClassificationModel, result: AnalysisResult, code: st
     spec = model.spec
     if code not in spec.classes:
         raise BrainguiError(f"class {code!r} is not one of the classifier's ({', '.join(spec.classes)})")
-    check_method(method)
+    method, layer = model.check_cam_choice(method, layer)
     k = spec.classes.index(code)
     current = [STAGE]
     steps = 2 + (2 if level == "full" else 0)
@@ -115,24 +114,26 @@ def class_map(case, model: ClassificationModel, result: AnalysisResult, code: st
             interruptible([model.network], cancel, lambda: Cancelled(current[0])):
         yield event(0, f"{method} map of class {code} at {layer}")
         stack = case.stack(model.prep.channels)
+        brain = brain_mask(stack)  # the brain on the case grid, as the pipeline's
         inp = prepare_classification(stack, model.prep)
-        x = model.tensor(inp.array)
-        logits, cam = compute_cam(model.network, x, method, layer, k)
+        del stack
+        probs, cam = model.explain(inp.array, k, on_input_grid=False, method=method, layer=layer)
         cam_case = cam_to_case(cam, inp.grid_map)
-        brain = brain_mask(stack)
         shown = display_map(cam_case, brain)
         shown.flags.writeable = False
         if level == "none":
             return ClassMap(code, method, layer, shown, None)
         check()
         yield event(1, f"class {code}: occlusion and sequence ablation")
-        wt = result.labels > 0 if result.labels is not None else None
-        reference = localise(cam_case, brain, case.labels > 0) if case.labels is not None else None
+        wt = lab.regions(result.labels)["WT"] if result.labels is not None else None
+        reference = lab.regions(case.labels)["WT"] if case.labels is not None else None
         explainer = Explainer(
-            model.network, x, method=method, layer=layer, class_index=k, classes=spec.classes,
-            class_titles=spec.class_titles, channels=inp.channels, probabilities=softmax(logits), cam=cam,
-            brain=brain_mask(inp.array), wt=None if wt is None else inp.grid_map.forward(wt.astype(np.float32)) > 0.5,
-            localisation=localise(cam_case, brain, wt), reference=reference, has_wt=wt is not None)
+            model.network, model.tensor(inp.array), method=method, layer=layer, class_index=k,
+            classes=spec.classes, class_titles=spec.class_titles, channels=model.prep.channels, probabilities=probs,
+            cam=cam, brain=brain_mask(inp.array),
+            wt=None if wt is None else inp.grid_map.forward(wt.astype(np.float32)) > 0.5,
+            localisation=localise(cam_case, brain, wt),
+            reference=None if reference is None else localise(cam_case, brain, reference), has_wt=wt is not None)
         explainer.quick()
         quick = ClassMap(code, method, layer, shown, explainer.as_dict())
         if level != "full":

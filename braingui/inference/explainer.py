@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ import torch
 from braingui.errors import BrainguiError
 from braingui.explanation import DeletionAreas, Localisation, localisation, verdict
 from braingui.inference import faithfulness as fa
-from braingui.inference.cam_methods import upsample
+from braingui.inference.cam_methods import TAIL_METHODS, compute_cam, prefix, split_index, tail_cams, upsample
 
 LEVELS = ("none", "quick", "full")
 REFERENCE_KEYS = ("mass_in_wt", "wt_fraction_of_brain", "enrichment", "peak_in_wt", "peak_in_brain")
@@ -87,18 +86,16 @@ def display_map(cam_case: np.ndarray, brain: np.ndarray) -> np.ndarray:
 
 
 def localise(cam_case: np.ndarray, brain: np.ndarray, wt: np.ndarray | None) -> Localisation:
-    """:func:`braingui.explanation.localisation` of the unmasked case-grid map; without a WT mask (no
-    segmentation) the WT numbers are ``NaN`` and ``peak_in_wt`` False.
+    """:func:`braingui.explanation.localisation` of the unmasked case-grid map (its mass outside the brain
+    counted); without a WT mask (no segmentation) against an empty one, so the verdict says that the map
+    cannot be checked (:meth:`Explainer.as_dict` then reports the WT numbers as ``None``).
 
     Args:
         cam_case: float ``(X, Y, Z)`` map on the case grid (before :func:`display_map`).
         brain: bool ``(X, Y, Z)``.
         wt: bool ``(X, Y, Z)`` whole tumour, or ``None``.
     """
-    loc = localisation(cam_case, np.zeros(brain.shape, bool) if wt is None else wt, brain)
-    if wt is None:
-        loc = replace(loc, mass_in_wt=math.nan, wt_fraction_of_brain=math.nan, enrichment=math.nan, peak_in_wt=False)
-    return loc
+    return localisation(cam_case, np.zeros(brain.shape, bool) if wt is None else wt, brain)
 
 
 def _num(v: float | None) -> float | None:
@@ -140,6 +137,7 @@ class Explainer:
         self.ablation: fa.Ablation | None = None
         self.deletion_areas: DeletionAreas | None = None
         self.randomised: fa.Randomisation | None = None
+        self._front: tuple[int, torch.Tensor] | None | bool = False  # False: not yet looked for
 
     @property
     def baseline(self) -> float:
@@ -161,10 +159,31 @@ class Explainer:
                                   n_random=DELETION_RANDOM_DRAWS, seed=seed)
         self.deletion_areas = curve.areas()
 
+    def front(self) -> tuple[int, torch.Tensor] | None:
+        """``(start, activation)``: the network's front, before the map's layer and before what the sanity
+        check re-initialises, run once and shared by the randomised copies and the other classes' maps
+        (:func:`~braingui.inference.cam_methods.split_index`); ``None`` when the network or the method
+        has no such cut."""
+        if self._front is False:
+            start = (split_index(self.network, self.layer, fa.randomisation_layers(self.network))
+                     if self.method in TAIL_METHODS else None)
+            self._front = None if start is None else (start, prefix(self.network, self.x, start))
+        return self._front
+
     def randomisation(self, seed: int = 0) -> None:
         """The model-randomisation check (:func:`~braingui.inference.faithfulness.model_randomisation`)."""
         self.randomised = fa.model_randomisation(self.network, self.x, self.brain, self.heat, self.class_index,
-                                                 self.method, self.layer, seed=seed, n_draws=RANDOMISATION_DRAWS)
+                                                 self.method, self.layer, seed=seed, n_draws=RANDOMISATION_DRAWS,
+                                                 front=self.front())
+
+    def class_maps(self, class_indices: Sequence[int]) -> list[np.ndarray]:
+        """The maps of other classes, same method and layer, on the layer's grid (float32 in [0, 1]): from
+        the shared front with one backward each when the network can be cut (:meth:`front`), else one
+        whole :func:`~braingui.inference.cam_methods.compute_cam` pass each."""
+        front = self.front()
+        if front is not None and class_indices:
+            return tail_cams(self.network, front[1], front[0], self.layer, self.method, class_indices)[1]
+        return [compute_cam(self.network, self.x, self.method, self.layer, int(k))[1] for k in class_indices]
 
     @property
     def level(self) -> str:

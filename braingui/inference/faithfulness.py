@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from braingui.explanation import RANDOMISATION_LIMIT, DeletionAreas, deletion_areas, rank_correlation
-from braingui.inference.cam_methods import DEFAULT_LAYER, DEFAULT_METHOD, compute_cam, upsample
+from braingui.inference.cam_methods import (DEFAULT_LAYER, DEFAULT_METHOD, TAIL_METHODS, compute_cam, prefix,
+                                            split_index, tail_cams, upsample)
 
 DELETION_FRACTIONS = (0.05, 0.10, 0.20, 0.40)
 BATCH_SIZE = 8
@@ -335,17 +336,33 @@ def randomisation_check(network: torch.nn.Module, brain: np.ndarray, reference: 
 
 def model_randomisation(network: torch.nn.Module, x: torch.Tensor, brain: np.ndarray, reference: np.ndarray,
                         class_index: int, method: str = DEFAULT_METHOD, layer: str = DEFAULT_LAYER,
-                        layers: Sequence[str] | None = None, seed: int = 0, n_draws: int = 3) -> Randomisation:
+                        layers: Sequence[str] | None = None, seed: int = 0, n_draws: int = 3,
+                        front: tuple[int, torch.Tensor] | None = None) -> Randomisation:
     """:func:`randomisation_check` for a CAM: the same method, layer and class on the randomised copy.
+
+    When the network can be cut before the layer and before every re-initialised module
+    (:func:`~braingui.inference.cam_methods.split_index`; Grad-CAM, HiResCAM, LayerCAM), the unchanged
+    front runs once and each draw runs only the tail (:func:`~braingui.inference.cam_methods.tail_cams`):
+    the same maps as whole passes, for a fraction of the cost. Otherwise each draw is a whole
+    :func:`~braingui.inference.cam_methods.compute_cam` pass.
 
     Args:
         x: the input ``(1, C, X, Y, Z)``.
         reference: the real CAM upsampled to the input grid, float ``(X, Y, Z)``.
         class_index: the class the real map explains.
+        front: ``(start, prefix(network, x, start))`` already computed by the caller for a ``start`` at
+            or before the cut (shared with other maps); ``None``: computed here when possible.
     """
     _check(x, brain)
+    layers = randomisation_layers(network) if layers is None else tuple(layers)
+    start = split_index(network, layer, layers) if method in TAIL_METHODS else None
+    if start is not None:
+        begin, activation = front if front is not None and front[0] <= start else (start, prefix(network, x, start))
 
-    def cam_of(net: torch.nn.Module) -> np.ndarray:
-        return upsample(compute_cam(net, x, method, layer, class_index)[1], x.shape[2:])
+        def cam_of(net: torch.nn.Module) -> np.ndarray:
+            return upsample(tail_cams(net, activation, begin, layer, method, [class_index])[1][0], x.shape[2:])
+    else:
+        def cam_of(net: torch.nn.Module) -> np.ndarray:
+            return upsample(compute_cam(net, x, method, layer, class_index)[1], x.shape[2:])
 
     return randomisation_check(network, brain, reference, cam_of, layers, seed, n_draws)

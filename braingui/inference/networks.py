@@ -257,6 +257,13 @@ def build_network(name: str, kwargs: dict[str, Any], for_inference: bool = False
         return getattr(nets, name)(**kwargs)
 
 
+def import_network_modules() -> None:
+    """Import what :func:`build_network` needs (torch, ``monai.networks.nets``; seconds: MONAI's package
+    import loads all of its subpackages), e.g. in a background thread before the first network is built."""
+    import torch  # noqa: F401
+    from monai.networks import nets  # noqa: F401
+
+
 def _skip_inplace_on_meta():
     """A torch function mode in which in-place ops on meta tensors (the weight initialisers' ``normal_``,
     ``fill_``...) do nothing: they change no shape, and on the meta device they would go through torch's

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,8 @@ def _read_cached(xml: Path, bin_: Path, record: Path):
 def _convert_and_store(network: torch.nn.Module, example: torch.Tensor, folder: Path, key: str):
     import openvino as ov
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: harmless
         model = ov.convert_model(network, example_input=example,
                                  input=[(ov.PartialShape([1, example.shape[1], -1, -1, -1]), ov.Type.f32)])
     try:

@@ -303,21 +303,25 @@ def _classify(case: Case, model: ClassificationModel, progress: _Progress, resul
 
     stage = "explanation"
     t0 = time.perf_counter()
-    steps = (["deletion", "randomisation"] if explainer is not None and explain == "full" else []) + others
-    what = {"deletion": "deletion curve", "randomisation": "sanity check (randomised model)"}
+    steps = (["deletion", "randomisation"] if explainer is not None and explain == "full" else []) + (
+        ["classes"] if others else [])
+    what = {"deletion": "deletion curve", "randomisation": "sanity check (randomised model)",
+            "classes": "maps of the other classes"}
     for i, step in enumerate(steps):
         progress.check(stage)
-        yield progress.event(stage, i / len(steps), what.get(step) or f"map of class {spec.classes[step]}")
-        if step in what:
-            try:
-                explainer.deletion() if step == "deletion" else explainer.randomisation()
-            except Cancelled:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failing check must not cost the results
-                result.warnings.append(f"explanation: the {what[step]} failed ({type(exc).__name__}: {exc})")
-        else:
-            _, other = model.explain(inp.array, step, on_input_grid=False, method=method, layer=layer)
-            _store_map(result, spec.classes[step], cam_to_case(other, inp.grid_map), brain, layer, warn=all_cams)
+        yield progress.event(stage, i / len(steps), what[step])
+        if step == "classes":
+            maps = (explainer.class_maps(others) if explainer is not None else
+                    [model.explain(inp.array, k, on_input_grid=False, method=method, layer=layer)[1] for k in others])
+            for k, other in zip(others, maps):
+                _store_map(result, spec.classes[k], cam_to_case(other, inp.grid_map), brain, layer, warn=all_cams)
+            continue
+        try:
+            explainer.deletion() if step == "deletion" else explainer.randomisation()
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing check must not cost the results
+            result.warnings.append(f"explanation: the {what[step]} failed ({type(exc).__name__}: {exc})")
     if explainer is not None:
         result.explanation = explainer.as_dict()
     result.timings_s[stage] = time.perf_counter() - t0

@@ -342,13 +342,14 @@ class Predictor:
         return (str(Path(bundle.folder).resolve()), bundle.manifest.sha256) in self._models
 
     def warm_up(self, model: LoadedModel) -> None:
-        """Run ``model`` once on a small input so its first real pass costs what the next ones do.
+        """Run ``model`` once so that its first real pass costs what the next ones do.
 
-        A segmentation model runs one forward (through its backend) on a ``(C, m, m, m)`` input (``m``
-        twice the size multiple); a classifier one forward + backward of its map method at the manifest's
-        input shape halved, which imports what the first backward needs (medcam, sympy through
-        ``torch.autograd``) and sets up the kernels. Done once per model; failures are left to the real
-        pass to report.
+        A classifier runs one forward + backward of its map method at the manifest's input shape (every
+        case is resized to it): the first pass at a shape sets up oneDNN's kernels for each of its
+        convolutions (about a second of CPU for DenseNet169 here) and imports what the first backward
+        needs (medcam, sympy through ``torch.autograd``). A segmentation model (whose input size varies
+        with the case) runs one forward through its backend on a ``(C, m, m, m)`` input, ``m`` twice its
+        size multiple. Done once per model; failures are left to the real pass to report.
         """
         with self._lock:
             if id(model) in self._warm:
@@ -359,10 +360,9 @@ class Predictor:
                 m = _size_multiple(model) * 2
                 model.probabilities(np.zeros((len(model.spec.channels), m, m, m), np.float32))
             elif isinstance(model, ClassificationModel):
-                shape = tuple(min(s, max(16, s // 2)) for s in model.spec.shape)
                 rng = np.random.default_rng(0)
-                model.explain(rng.standard_normal((len(model.spec.channels),) + shape).astype(np.float32),
-                              on_input_grid=False)
+                shape = (len(model.spec.channels),) + tuple(model.spec.shape)
+                model.explain(rng.standard_normal(shape).astype(np.float32), on_input_grid=False)
         except Exception:  # noqa: BLE001 - a warm-up never fails a run; the real pass reports problems
             pass
 

@@ -42,8 +42,8 @@ def install_actions(w) -> None:
     _action(w, file_menu, "&Open folder\u2026", w.open_folder_dialog, QKeySequence.StandardKey.Open)
     w.recent_menu = file_menu.addMenu("Open &recent")
     w.update_recent_menu()
-    w.export_action = _action(w, file_menu, "&Export\u2026", w.export_dialog, "Ctrl+E",
-                              "Segmentation and Grad-CAM as NIfTI, a PNG of the panes and the results JSON")
+    _action(w, file_menu, "&Export\u2026", w.export_dialog, "Ctrl+E",
+            "Segmentation and Grad-CAM as NIfTI, a PNG of the panes and the results JSON")
     w.report_action = _action(w, file_menu, "&Report\u2026", lambda: _report(w), "Ctrl+P",
                               "A PDF report of the case: panes, volumes, measurements, class, explanation, models")
     file_menu.addSeparator()
@@ -72,6 +72,18 @@ def install_actions(w) -> None:
     auto.setChecked(w.settings.auto_analyse)
     auto.toggled.connect(lambda on: (setattr(w.settings, "auto_analyse", on), w.settings.save()))
     run_menu.addAction(auto)
+    tta = QAction("Test-time augmentation (flipped views, uncertainty map)", w)
+    tta.setCheckable(True)
+    tta.setChecked(w.settings.tta)
+    tta.setStatusTip("Average the segmentation over flipped views and show where they disagree; off: one pass, faster")
+
+    def set_tta(on: bool) -> None:
+        w.settings.tta = on
+        w.settings.save()
+        w.analysis_options["tta"] = None if on else 1  # None: the pipeline's default number of views
+
+    tta.toggled.connect(set_tta)
+    run_menu.addAction(tta)
 
     help_menu = bar.addMenu("&Help")
     _action(w, help_menu, "&Keys and mouse", lambda: QMessageBox.information(w, "Keys and mouse", KEYS_HELP + "\n\n"

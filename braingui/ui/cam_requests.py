@@ -36,12 +36,17 @@ Key = tuple[str, str, str]
 CamFactory = Callable[[Any, Any, str, dict], Callable]
 """``(case, result, class_code, options) -> job factory`` (:func:`braingui.ui.jobs.cam_job`; tests pass a stand-in)."""
 DEFAULT_METHOD = "gradcam"
+MAX_KEPT = 6
+"""Maps kept besides those of the method and layer shown (each is one case-grid float32 volume, ~36 MB at
+240x240x155); the oldest go first and are computed again if asked for."""
 
 
 def choice_of(result) -> tuple[str, str | None]:
-    """The ``(method, layer)`` a result's maps were made with (its explanation's, else its ``cam_layer``)."""
+    """The ``(method, layer)`` a result's maps were made with (its ``cam_method`` / ``cam_layer``, else its
+    explanation's)."""
     e = getattr(result, "explanation", None) or {}
-    return e.get("method") or DEFAULT_METHOD, e.get("layer") or result.cam_layer
+    return (getattr(result, "cam_method", None) or e.get("method") or DEFAULT_METHOD,
+            result.cam_layer or e.get("layer"))
 
 
 class CamRequests(QObject):
@@ -258,7 +263,8 @@ class CamRequests(QObject):
         if result is None or cm is None:
             return
         key = (cm.method, cm.layer, cm.code)
-        self.maps[key] = (cm.cam, cm.explanation)
+        self.maps.pop(key, None)
+        self.maps[key] = (cm.cam, cm.explanation)  # newest last
         if (cm.method, cm.layer) == self.view:
             result.cams[cm.code] = cm.cam
             if cm.code == result.predicted_class and cm.explanation is not None:
@@ -269,12 +275,19 @@ class CamRequests(QObject):
             self._show(key)
         else:
             self._show_panel()
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest maps of other methods / layers beyond :data:`MAX_KEPT`."""
+        others = [k for k in self.maps if k[:2] != self.view]
+        for key in others[:max(0, len(others) - MAX_KEPT)]:
+            del self.maps[key]
 
     def _switch(self, result, method: str, layer: str) -> None:
         """Make ``(method, layer)`` the maps shown: ``result.cams`` / ``cam_layer`` / ``explanation`` from the cache."""
         self.view = (method, layer)
         result.cams = {code: cam for (m, l, code), (cam, _) in self.maps.items() if (m, l) == self.view}
-        result.cam_layer = layer
+        result.cam_layer, result.cam_method = layer, method
         pred = self.maps.get((method, layer, result.predicted_class or ""))
         if pred is not None and pred[1] is not None:
             result.explanation = pred[1]
@@ -300,8 +313,8 @@ class CamRequests(QObject):
             key = (*self.view, code or "")
             has = key in self.maps and self.maps[key][1] is not None
             explained = getattr(self.ctx.result, "explanation", None) is not None  # not a run with --explain none
-            if (code and explained and not has and self.running is None and key not in self.queue
-                    and key not in self.failures):
+            busy = key in self.queue or (self.running is not None and self.running[1] == key)
+            if code and explained and not has and not busy and key not in self.failures:
                 self.queue.append(key)  # a map that came without its explanation (e.g. --all-cams): explain it
                 self._start_next()
             self._show_panel()
@@ -327,9 +340,14 @@ class CamRequests(QObject):
         running = self.running[1] if self.running is not None else None
         if running is not None and (running == self.want or running[2] == code):
             method, layer, c = running
-            verb = "Recomputing" if c == code else "Computing"
-            what = "this map" if c == code else f"the map of {result.class_titles.get(c, c)}"
-            panel.set_status(f"{verb} {what} with {xv.method_title(method)} at {xv.layer_title(layer)}\u2026")
+            how = f"{xv.method_title(method)} at {xv.layer_title(layer)}"
+            if c != code:
+                text = f"Computing the map of {result.class_titles.get(c, c)} ({how})\u2026"
+            elif (method, layer) == self.view:
+                text = f"Computing the explanation of this map ({how})\u2026"
+            else:
+                text = f"Recomputing this map with {how}\u2026"
+            panel.set_status(text)
 
     def _set_busy(self, text: str | None) -> None:
         busy = text is not None

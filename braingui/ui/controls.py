@@ -159,6 +159,17 @@ class LookControls(QWidget):
         self.reference.setToolTip("Compare: show the reference labels that came with the case instead of the model's")
         self.reference.toggled.connect(lambda on: ctx.set_label_source(REFERENCE if on else MODEL))
         form.addRow("Labels", self.reference)
+        self.uncertainty = QCheckBox("Show the uncertainty map")
+        self.uncertainty.setToolTip("Segmentation pane: where the flipped views of test-time augmentation disagree "
+                                    "(s.d. of the probability; dark = they agree), with the label outlines")
+        self.uncertainty.toggled.connect(ctx.set_show_uncertainty)
+        form.addRow("Uncertainty", self.uncertainty)
+        self.measurements = QCheckBox("Draw the RANO diameters")
+        self.measurements.setToolTip("Axial panes: the longest diameter of each enhancing lesion (yellow) and the "
+                                     "longest one perpendicular to it (cyan), on the slice where it is largest. "
+                                     "Ctrl + drag in a pane measures a distance in mm")
+        self.measurements.toggled.connect(ctx.set_show_measurements)
+        form.addRow("Measurements", self.measurements)
         self.seg_opacity = self._opacity_slider(ctx.set_seg_opacity, "Opacity of the segmentation fill")
         form.addRow("Segmentation", self.seg_opacity)
         self.heat_opacity = self._opacity_slider(ctx.set_heat_opacity, "Opacity of the heat map over the anatomy "
@@ -191,7 +202,7 @@ class LookControls(QWidget):
             return  # a slider step changes nothing here
         ctx = self.ctx
         widgets = (self.modality, self.win_lo, self.win_hi, self.convention, self.colormap, self.cam_class,
-                   self.reference, self.seg_opacity, self.heat_opacity)
+                   self.reference, self.seg_opacity, self.heat_opacity, self.uncertainty, self.measurements)
         for w in widgets:
             w.blockSignals(True)
         self.modality.setCurrentIndex(max(0, self.modality.findData(ctx.modality)))
@@ -215,6 +226,10 @@ class LookControls(QWidget):
         self.reference.setChecked(has_ref and ctx.labels is ctx.case.labels)
         self.seg_opacity.setValue(round(ctx.seg_opacity * 100))
         self.heat_opacity.setValue(round(ctx.heat_opacity * 100))
+        self.uncertainty.setEnabled(ctx.uncertainty is not None)
+        self.uncertainty.setChecked(ctx.show_uncertainty and ctx.uncertainty is not None)
+        self.measurements.setChecked(ctx.show_measurements)
+        self.measurements.setEnabled(getattr(ctx.result, "measurements", None) is not None)
         for w in widgets:
             w.blockSignals(False)
         for w in (self.modality, self.win_lo, self.win_hi, self.win_reset):

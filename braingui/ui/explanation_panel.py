@@ -183,7 +183,7 @@ class ExplanationPanel(QGroupBox):
                 h.setAlignment(Qt.AlignmentFlag.AlignRight)
                 self.table.addWidget(h, 0, c)
         for r, (name, model, ref) in enumerate(view.localisation, start=1):
-            self.table.addWidget(_label(name), r, 0)
+            self.table.addWidget(self._name(name), r, 0)
             for c, cell in ((1, model), (2, ref)):
                 if cell is None:
                     continue
@@ -193,11 +193,17 @@ class ExplanationPanel(QGroupBox):
                 self.cells[(name, c)] = lab
         self.table.setColumnStretch(0, 1)
         for r, (name, cell) in enumerate(view.checks):
-            self.checks.addWidget(_label(name), r, 0)
+            self.checks.addWidget(self._name(name), r, 0)
             lab = self._cell(cell)
             self.checks.addWidget(lab, r, 1)
             self.cells[(name, 1)] = lab
         self.checks.setColumnStretch(0, 1)
+
+    @staticmethod
+    def _name(name: str) -> QLabel:
+        lab = _label(name)
+        lab.setToolTip(xv.ROW_TIPS.get(name, ""))
+        return lab
 
     @staticmethod
     def _cell(cell: xv.Cell) -> QLabel:

@@ -6,11 +6,22 @@ it runs, so the window opens without loading torch. The :class:`~braingui.infere
 is kept between runs, so a second case does not load the networks again, and the bundle search the
 window ran to decide whether to analyse (:func:`find_models`) is handed to the worker instead of being
 run again, unless the searched folders or their manifests changed since.
+
+:func:`start_preload` (called once the window shows) does the analysis's fixed costs in a background
+thread while the user looks at the images: it imports torch and MONAI (at a lowered CPU priority on
+Linux), finds the bundles, loads them into the same cached Predictor (the OpenVINO conversion or its
+cache included) and warms everything up by analysing a small synthetic phantom with the window's options
+(the classifier's kernels at its real input shape, medcam, the first backward's imports, the quick
+explanation's batched forward, the pipeline's own first calls), so the first click on Analyse costs what
+later ones do. An analysis started meanwhile waits for the model it needs instead of loading it a
+second time, and stops the warm-up analysis (within one layer) rather than wait for it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -134,6 +145,144 @@ def _predictor(device: str):
         return _PREDICTORS[device]
 
 
+_PRELOADS: dict[tuple, threading.Thread] = {}
+_PRELOAD_STOP = threading.Event()
+_WARM_STOP = threading.Event()
+PRELOAD_STATUS: dict[tuple, str] = {}
+"""``(models_dir, device) -> "importing" | "loaded" | "warmed" | "stopped" | "failed: ..."`` (tests, benches)."""
+"""Set by the first real analysis: a warm-up analysis still running stops for it."""
+WARM_CASE_SHAPE = (64, 64, 48)
+WARM_CASE_SPACING = (3.0, 3.0, 3.0)
+"""The warm-up phantom: small, so only the classifier (always at its manifest's shape) costs much."""
+PRELOAD_NICE = 10
+"""How much the preload's import thread lowers its own CPU priority (Linux; 0 = not at all)."""
+
+
+def start_preload(options: dict[str, Any] | None = None, nice: int = PRELOAD_NICE) -> threading.Thread | None:
+    """Start the background preload for these analysis options (once per ``models_dir`` and ``device``).
+
+    Two daemon threads: one imports the inference stack (torch, MONAI's networks, medcam, the pipeline),
+    ``nice``-d on Linux (a thread's nice value is its own there); then the thread that started it, at
+    normal priority, finds the bundles, loads them into the cached Predictor (the OpenVINO conversion or
+    its cache included) and warms them up inside the predictor's compute slot. The loading and the
+    passes run at normal priority on purpose: the thread pools that torch and OpenVINO create on first
+    use inherit the creating thread's priority, and every later analysis runs on them. Every error is
+    left for the analysis itself to report.
+
+    Args:
+        options: the window's analysis options (``models_dir``, ``device``).
+        nice: the import thread's priority decrease.
+
+    Returns:
+        The started thread, or ``None`` when a preload for these options was already started.
+    """
+    options = dict(options or {})
+    key = (os.fspath(options.get("models_dir") or "") or None, options.get("device") or "auto")
+    with _PREDICTOR_LOCK:
+        if key in _PRELOADS:
+            return None
+        thread = threading.Thread(target=_preload, args=(key, nice, options), name="braingui-preload",
+                                  daemon=True)
+        _PRELOADS[key] = thread
+    thread.start()
+    return thread
+
+
+def _import_stack(nice: int) -> None:
+    if nice and sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        except (OSError, AttributeError):
+            pass
+    try:
+        import braingui.inference.pipeline  # noqa: F401 - torch and the pipeline's own modules
+        from braingui.inference.networks import import_network_modules
+
+        import_network_modules()
+    except Exception:  # noqa: BLE001 - the analysis reports an engine that cannot start
+        pass
+
+
+def warm_case():
+    """The small synthetic phantom the warm-up analysis runs on (a :class:`braingui.case.Case`, in memory)."""
+    import numpy as np
+
+    from braingui.case import Case
+    from braingui.discovery import CaseFiles
+    from braingui.geometry import Grid
+    from braingui.phantom import make_phantom
+
+    ph = make_phantom(WARM_CASE_SHAPE, WARM_CASE_SPACING, seed=0)
+    grid = Grid.from_original(WARM_CASE_SHAPE, ph.affine)
+    images = {m: np.array(v, dtype=np.float32) for m, v in ph.images.items()}
+    return Case("SYNTHETIC_warm_up", CaseFiles("SYNTHETIC_warm_up", None), grid, images, None)
+
+
+def _preload(key: tuple, nice: int, options: dict[str, Any]) -> None:
+    models_dir, device = key
+    PRELOAD_STATUS[key] = "importing"
+    try:
+        importer = threading.Thread(target=_import_stack, args=(nice,), name="braingui-preload-imports",
+                                    daemon=True)
+        importer.start()
+        search = find_models(models_dir)  # torch-free, meanwhile
+        importer.join()
+        bundles = [b for b in (search.segmentation, search.classification) if b is not None]
+        if not bundles or _PRELOAD_STOP.is_set():
+            return
+        from braingui.inference.interrupt import compute_slot
+
+        predictor = _predictor(device)
+        for bundle in bundles:
+            if not _PRELOAD_STOP.is_set():
+                predictor.load(bundle)
+        PRELOAD_STATUS[key] = "loaded"
+        if _PRELOAD_STOP.is_set() or _WARM_STOP.is_set():
+            PRELOAD_STATUS[key] = "stopped"
+            return
+        from braingui.inference.pipeline import Cancelled, analyse, run_to_completion
+
+        stop = _StopEither(_PRELOAD_STOP, _WARM_STOP)
+        try:
+            run_to_completion(analyse(warm_case(), predictor, search.segmentation, search.classification,
+                                      cancel=stop, tta=options.get("tta"), explain="quick",
+                                      cam_method=options.get("cam_method")))
+        except Cancelled:
+            PRELOAD_STATUS[key] = "stopped"
+            return
+        PRELOAD_STATUS[key] = "warmed"
+    except Exception as exc:  # noqa: BLE001 - the analysis reports the same problem, in its own words
+        PRELOAD_STATUS[key] = f"failed: {type(exc).__name__}: {exc}"
+
+
+class _StopEither(threading.Event):
+    """An event that also counts as set when any of ``others`` is (what the pipeline's cancel checks read)."""
+
+    def __init__(self, *others: threading.Event):
+        super().__init__()
+        self._others = others
+
+    def is_set(self) -> bool:
+        return super().is_set() or any(e.is_set() for e in self._others)
+
+
+def wait_for_preload(timeout: float | None = None) -> bool:
+    """Wait for the started preloads to finish (tests, benches); True when none is still running."""
+    end = None if timeout is None else time.monotonic() + timeout
+    with _PREDICTOR_LOCK:
+        threads = list(_PRELOADS.values())
+    for t in threads:
+        t.join(None if end is None else max(0.0, end - time.monotonic()))
+    return not any(t.is_alive() for t in threads)
+
+
+@atexit.register
+def _stop_preload() -> None:
+    _PRELOAD_STOP.set()  # between steps; a step in progress (an import, one load) finishes first
+    wait_for_preload(5.0)
+
+
 def analysis_job(case, options: dict[str, Any] | None = None) -> Callable[[threading.Event], Any]:
     """A job that runs the inference pipeline on ``case`` and returns its ``AnalysisResult``.
 
@@ -148,6 +297,7 @@ def analysis_job(case, options: dict[str, Any] | None = None) -> Callable[[threa
     options = dict(options or {})
 
     def job(cancel: threading.Event):
+        _WARM_STOP.set()  # a warm-up analysis still running gives way to this one
         yield ProgressEvent("load models", 0.0, 0.0, "finding the model bundles")
         search = find_models(options.get("models_dir"))
         search.require_any()
@@ -201,8 +351,9 @@ def cam_job(case, result, class_code: str, options: dict[str, Any] | None = None
         predictor = _predictor(options.get("device") or "auto")
         model = predictor.load(bundle)
         explanation = getattr(result, "explanation", None) or {}
-        method = options.get("method") or explanation.get("method") or model.spec.cam_method
-        layer = options.get("layer") or explanation.get("layer") or result.cam_layer or model.spec.cam_layer
+        method = options.get("method") or getattr(result, "cam_method", None) or explanation.get("method")
+        layer = options.get("layer") or result.cam_layer or explanation.get("layer")
+        method, layer = model.cam_choice(method, layer)  # the manifest's where the result names none
         return (yield from class_map(case, model, result, class_code, method, layer, options.get("level") or "full",
                                      cancel, owner=predictor))
 

@@ -19,10 +19,12 @@ class ColorBar(QWidget):
     1: the strongest contribution), so the scale is relative, not an absolute quantity.
     """
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, title: str = "Grad-CAM contribution (normalised per case)",
+                 value_range: tuple[float, float] = (0.0, 1.0), ends: tuple[str, str] = ("low contribution",
+                                                                                       "high contribution")):
         super().__init__(parent)
         self.colormap = colormaps.DEFAULT_COLORMAP
-        self.title = "Grad-CAM contribution (normalised per case)"
+        self.title, self.value_range, self.ends = title, value_range, ends
         self.setMinimumSize(260, 64)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Grad-CAM colour scale: dark blue = regions that contributed little to the predicted "
@@ -60,10 +62,11 @@ class ColorBar(QWidget):
         for t in TICKS:
             x = m + t * w
             p.drawLine(int(round(x)), int(y), int(round(x)), int(y + 3))
-            p.drawText(QRectF(x - 20, y + 3, 40, line), Qt.AlignmentFlag.AlignHCenter, f"{t:g}")
+            lo, hi = self.value_range
+            p.drawText(QRectF(x - 20, y + 3, 40, line), Qt.AlignmentFlag.AlignHCenter, f"{lo + t * (hi - lo):g}")
         y += 3 + line
-        p.drawText(QRectF(0, y, w / 2 + m, line), Qt.AlignmentFlag.AlignLeft, "  low contribution")
-        p.drawText(QRectF(m + w / 2, y, w / 2 + m, line), Qt.AlignmentFlag.AlignRight, "high contribution  ")
+        p.drawText(QRectF(0, y, w / 2 + m, line), Qt.AlignmentFlag.AlignLeft, f"  {self.ends[0]}")
+        p.drawText(QRectF(m + w / 2, y, w / 2 + m, line), Qt.AlignmentFlag.AlignRight, f"{self.ends[1]}  ")
         p.end()
 
 

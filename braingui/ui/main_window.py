@@ -22,6 +22,7 @@ from braingui import __version__
 from braingui.display import planes
 from braingui.ui import export_actions, jobs
 from braingui.ui.actions import install_actions
+from braingui.ui.cam_requests import CamRequests
 from braingui.display.context import DisplayContext
 from braingui.ui.settings import Settings
 from braingui.ui.window_layout import build_layout
@@ -56,6 +57,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings if settings is not None else Settings.load()
         self.analysis_options = dict(analysis_options or {})
+        if self.analysis_options.get("tta") is None and not self.settings.tta:
+            self.analysis_options["tta"] = 1  # the setting; an explicit --tta N wins
         self._custom_factory = analysis_factory is not None
         self.analysis_factory = analysis_factory or (lambda case: jobs.analysis_job(case, self.analysis_options))
         self.interactive = interactive
@@ -68,6 +71,7 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self.surface_window = None
         self._build()
+        self.cam_requests = CamRequests(self)  # heat maps on demand; partial and final results on screen
         self.runner.progress.connect(self._on_progress)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
@@ -91,6 +95,7 @@ class MainWindow(QMainWindow):
 
     def _on_ctx_changed(self, what) -> None:
         self.colorbar.set_colormap(self.ctx.colormap)
+        self.uncertainty_bar.setVisible(self.ctx.show_uncertainty and self.ctx.uncertainty is not None)
         self.settings.convention, self.settings.colormap = self.ctx.convention, self.ctx.colormap
 
     def _set_busy(self, busy: bool, text: str = "") -> None:
@@ -145,6 +150,7 @@ class MainWindow(QMainWindow):
         if self.ctx.case is None:
             return
         self.cancel_analysis()
+        self.cam_requests.reset()  # its maps belong to the previous run; frees the compute slot
         self.analysis_job = self.runner.start(self.analysis_factory(self.ctx.case), "analysis")
         self.progress.setValue(0)
         self._set_busy(True, "Starting the analysis\u2026")
@@ -179,6 +185,8 @@ class MainWindow(QMainWindow):
     def _on_progress(self, job_id: int, event) -> None:
         if job_id not in (self.load_job, self.analysis_job):
             return
+        if getattr(event, "partial", None) is not None and job_id == self.analysis_job:
+            self.cam_requests.show_analysis(event.partial, partial=True)  # the quick part, before the slow one
         self.progress.setValue(round(max(0.0, min(1.0, event.fraction)) * 1000))
         detail = f": {event.message}" if event.message else ""
         self.stage_label.setText(f"{event.stage.capitalize()}{detail}  ({event.elapsed_s:.0f} s)")
@@ -205,10 +213,7 @@ class MainWindow(QMainWindow):
         elif job_id == self.analysis_job:
             self.analysis_job = None
             self._set_busy(False, "Analysis done")
-            self.ctx.set_result(value)
-            if not self.ctx.navigated:  # the first view shows the tumour, unless the user has moved since opening
-                self.ctx.jump_to_tumour(user=False)
-            self.results.show_result(value, self.ctx.case.warnings if self.ctx.case else None)
+            self.cam_requests.show_analysis(value)  # keeps the class shown and the maps computed since the partial
             self.analysis_done.emit(value)
 
     def _on_failed(self, job_id: int, message: str, details: str) -> None:

@@ -6,6 +6,12 @@ repaint and coloured by :mod:`braingui.display.colormaps`.
 
 The Grad-CAM pane shows the map over the anatomy at reduced brightness (:func:`gradcam_rgba`), inside
 the head only: a flat map then reads as "nothing here" on a recognisable brain, not as a coloured square.
+
+Slider steps, cursor moves and look changes are coalesced (as Grad-CAM Discoverer does): the first one
+redraws at once and starts a :data:`COALESCE_MS` single-shot timer; changes arriving while it runs are
+drawn once, when it fires. A fast drag thus redraws at most about 60 times a second and never queues
+repaints behind the mouse; a new case or plane redraws at once. Reading a pane (its layers, crosshair
+or texts) first draws a pending change (:meth:`PaneGrid.flush`), so nothing ever reads a stale pane.
 """
 
 from __future__ import annotations
@@ -16,50 +22,20 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 
 from braingui.discovery import MODALITY_TITLES
 from braingui.display import colormaps, planes
+from braingui.display.colormaps import GRADCAM_DIM, gradcam_rgba  # noqa: F401 - re-exported: the panes' blend
 from braingui.display.context import DisplayContext
 from braingui.ui.slice_view import SliceView
+from braingui.uncertainty import LEGEND as UNCERTAINTY_LEGEND
 
 PANES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("segmentation", "Segmentation", ("base", "fill")),
+    ("segmentation", "Segmentation", ("base", "fill", "outline")),  # outline: with the uncertainty map
     ("gradcam", "Grad-CAM", ("base",)),  # the map blended over the dimmed anatomy: gradcam_rgba
     ("original", "Original", ("base",)),
     ("overlay", "Overlay", ("base", "heat", "outline")),
 )
 """``(key, title, layers)`` of each pane, in the paper's order."""
-GRADCAM_DIM = 0.5
-"""Brightness of the anatomy under the Grad-CAM pane's heat map (1: as in the other panes)."""
-
-
-def gradcam_rgba(grey: np.ndarray, heat: np.ndarray, head: np.ndarray, opacity: float,
-                 dim: float = GRADCAM_DIM) -> np.ndarray:
-    """The Grad-CAM pane's image: the heat colours blended over the dimmed anatomy, black outside the head.
-
-    Args:
-        grey: ``(rows, cols, 4)`` uint8 RGBA, the windowed anatomy (:func:`colormaps.grey_rgba`).
-        heat: ``(rows, cols, 4)`` uint8 RGBA, the heat-map colours (:func:`colormaps.heat_rgba`).
-        head: ``(rows, cols)`` bool, True inside the head (where any modality is non-zero).
-        opacity: weight of the heat colours, 0..1 (the context's heat-map opacity).
-        dim: brightness of the anatomy, 0..1.
-
-    Returns:
-        ``(rows, cols, 4)`` uint8 RGBA, opaque: ``dim * (1 - opacity) * grey + opacity * heat`` inside the
-        head (weights rounded to 1/256), ``(0, 0, 0)`` outside it.
-    """
-    a = float(np.clip(opacity, 0.0, 1.0))
-    w_heat = round(256 * a)
-    w_grey = min(round(256 * float(np.clip(dim, 0.0, 1.0)) * (1.0 - a)), 256 - w_heat)  # sum <= 256: no carry
-    w_grey, w_heat = np.uint32(w_grey), np.uint32(w_heat)
-    grey_part = grey[..., 0].astype(np.uint32) * w_grey + np.uint32(128)  # r = g = b in a grey image
-    heat_px = np.ascontiguousarray(heat).view(np.uint32)[..., 0]  # RGBA bytes packed little-endian: r lowest
-    packed = np.full(grey.shape[:2], 0xFF000000, dtype=np.uint32)  # opaque black
-    for shift in (0, 8, 16):  # r, g, b: integer arithmetic on one 32-bit plane each
-        channel = (heat_px >> np.uint32(shift)) & np.uint32(0xFF)
-        channel *= w_heat
-        channel += grey_part
-        channel >>= np.uint32(8)
-        packed |= channel << np.uint32(shift)
-    packed[~head] = 0xFF000000
-    return packed.view(np.uint8).reshape(grey.shape[:2] + (4,))
+COALESCE_MS = 16
+"""Least time between two coalesced redraws of the panes (one display frame at 60 Hz)."""
 
 
 class PaneGrid(QWidget):
@@ -80,9 +56,16 @@ class PaneGrid(QWidget):
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(3)
+        self.refresh_count = 0  # redraws so far (benches and tests count them)
+        self._pending = False
+        self._coalesce = QTimer(self)
+        self._coalesce.setSingleShot(True)
+        self._coalesce.setInterval(COALESCE_MS)
+        self._coalesce.timeout.connect(self._on_coalesce_timeout)
         first = None
         for key, title, layers in PANES:
             view = SliceView(key, title, layers, self)
+            view.before_read = self.flush
             self.views[key] = view
             if first is None:
                 first = view
@@ -92,6 +75,7 @@ class PaneGrid(QWidget):
             view.sigCursor.connect(self._on_cursor)
             view.sigWheel.connect(self.ctx.step_slice)
             view.sigWindowDrag.connect(self._on_window_drag)
+            view.sigRuler.connect(lambda r0, c0, r1, c1: self.ctx.set_ruler((r0, c0), (r1, c1)))
             view.sigHover.connect(self._on_hover)
             view.sigResized.connect(self._on_resized)
             view.vb.sigRangeChangedManually.connect(self._on_manual_zoom)
@@ -143,7 +127,33 @@ class PaneGrid(QWidget):
     def _on_changed(self, what) -> None:
         if "plane" in what or "data" in what:
             self._update_geometry()
+            self.refresh()
+        else:  # cursor / look: coalesced
+            self.request_refresh()
+
+    def request_refresh(self) -> None:
+        """Redraw now, unless a redraw happened less than :data:`COALESCE_MS` ago: then once when that
+        time is up (however many requests arrive meanwhile)."""
+        if self._coalesce.isActive():
+            self._pending = True
+            return
         self.refresh()
+        self._coalesce.start()
+
+    def _on_coalesce_timeout(self) -> None:
+        if self._pending:
+            self.refresh()
+            self._coalesce.start()
+
+    def flush(self) -> None:
+        """Draw a coalesced change that is still waiting for its timer (nothing when none is)."""
+        if self._pending:
+            self.refresh()
+
+    @property
+    def refresh_pending(self) -> bool:
+        """True while a coalesced change waits to be drawn."""
+        return self._pending
 
     def _update_geometry(self) -> None:
         ctx = self.ctx
@@ -192,7 +202,9 @@ class PaneGrid(QWidget):
             self.reset_zoom()
 
     def refresh(self) -> None:
-        """Redraw every pane from the context (one slider step = one call)."""
+        """Redraw every pane from the context now (see :meth:`request_refresh` for the coalesced way)."""
+        self._pending = False
+        self.refresh_count += 1
         ctx = self.ctx
         v = self.views
         if ctx.case is None:
@@ -200,6 +212,7 @@ class PaneGrid(QWidget):
                 for layer in view.items:
                     view.set_layer(layer, None)
                 view.set_label_text("info", "")
+                view.set_segments([])
                 view.set_label_text("message", "Open a case: File \u25b8 Open folder, or drop a case folder here"
                                     if key == "original" else "")
             return
@@ -208,8 +221,14 @@ class PaneGrid(QWidget):
         heat = ctx.display_slice(ctx.heat, colormaps.heat_index)
         heat_rgba = colormaps.heat_rgba(heat, ctx.colormap) if heat is not None else None
         v["segmentation"].set_layer("base", base)
-        v["segmentation"].set_layer("fill", colormaps.label_rgba(labels) if labels is not None else None,
-                                    opacity=ctx.seg_opacity)
+        unc = ctx.display_slice(ctx.uncertainty) if ctx.show_uncertainty else None
+        if unc is not None:  # where the flipped views disagree, with the label outlines on top
+            v["segmentation"].set_layer("fill", colormaps.heat_rgba(unc, UNCERTAINTY_LEGEND["colormap"]), opacity=0.85)
+            v["segmentation"].set_layer("outline", colormaps.outline_rgba(labels) if labels is not None else None)
+        else:
+            v["segmentation"].set_layer("fill", colormaps.label_rgba(labels) if labels is not None else None,
+                                        opacity=ctx.seg_opacity)
+            v["segmentation"].set_layer("outline", None)
         v["gradcam"].set_layer("base", None if heat_rgba is None else gradcam_rgba(
             base, heat_rgba, ctx.display_slice(self.head_mask()), ctx.heat_opacity))
         v["original"].set_layer("base", base)
@@ -218,8 +237,10 @@ class PaneGrid(QWidget):
         v["overlay"].set_layer("outline", colormaps.outline_rgba(labels) if labels is not None else None)
         self._update_captions(labels is not None, heat is not None)
         row, col = planes.voxel_to_pixel(ctx.cursor, ctx.shape, ctx.plane, ctx.convention)
+        segments = ctx.annotation_segments()  # RANO diameters on their slice, the ruler
         for view in v.values():
             view.set_crosshair(row, col)
+            view.set_segments(segments)
 
     def _update_captions(self, has_labels: bool, has_heat: bool) -> None:
         ctx = self.ctx
@@ -229,6 +250,8 @@ class PaneGrid(QWidget):
         if has_heat and ctx.result is not None:
             cam = ctx.result.class_titles.get(ctx.cam_class, ctx.cam_class or "")
         seg_title = "Segmentation" if ctx.labels is None or ctx.labels is not ctx.case.labels else "Reference labels"
+        if ctx.show_uncertainty and ctx.uncertainty is not None:
+            seg_title = f"Uncertainty ({getattr(ctx.result, 'tta_views', 0)} flipped views)"
         titles = {"segmentation": seg_title, "gradcam": f"Grad-CAM: {cam}" if cam else "Grad-CAM",
                   "original": f"Original: {mod}", "overlay": "Overlay"}
         messages = {"segmentation": "" if has_labels else "no segmentation yet: run the analysis",

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from braingui.display.report_model import PANES, PlaneSlices, ReportContent, Section, Table, build_report
+from braingui.ui.caption import RESEARCH_LINE  # on every page, as under the exported PNG of the panes
 
-RESEARCH_LINE = "Research use only - not for clinical use"
-"""On every page (the same words as the exported PNG's caption, :data:`braingui.ui.caption.RESEARCH_LINE`)."""
 RESOLUTION_DPI = 300
 MARGINS_MM = (14.0, 12.0, 14.0, 10.0)
 """Left, top, right, bottom page margins (mm); the footer sits inside the bottom margin's band."""
@@ -44,7 +43,8 @@ def ensure_gui_application():
     """The running ``QGuiApplication`` (a ``QApplication`` counts), else a new one.
 
     A new one uses the ``offscreen`` platform on Linux when no display is set (no ``DISPLAY`` or
-    ``WAYLAND_DISPLAY``) and ``QT_QPA_PLATFORM`` is not set already.
+    ``WAYLAND_DISPLAY``) and ``QT_QPA_PLATFORM`` is not set already. While it lives, the process cannot make a
+    ``QApplication`` (the window): a process that opens both writes its reports after the window exists.
     """
     global _APP
     from PySide6.QtGui import QGuiApplication
@@ -225,7 +225,7 @@ def _panes(c: ReportContent, doc, width_css: float) -> str:
 
 
 def _legend(c: ReportContent, doc) -> str:
-    """One row: the label swatches with their names, then the heat colour bar from 0 to 1."""
+    """Two lines: the label swatches with their names; the heat colour bar from 0 to 1."""
     doc.addResource(_image_resource(), _url("img:colourbar"), _colourbar_image(c.heat_lut))
     labels = "".join(f"<td bgcolor='#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x}' width='11'>&nbsp;</td>"
                      f"<td>{_esc(name)} ({value})&nbsp;&nbsp;</td>" for value, name, rgb in c.legend)
@@ -312,7 +312,7 @@ def _qimage(rgba: np.ndarray):
 def pane_rgba(c: ReportContent, ps: PlaneSlices, key: str) -> np.ndarray:
     """The ``(rows, cols, 4)`` uint8 RGBA of one pane (``segmentation``, ``gradcam``, ``original``,
     ``overlay``), composed as the window composes its layers (:mod:`braingui.ui.pane_grid`)."""
-    from braingui.ui.pane_grid import gradcam_rgba
+    from braingui.display.colormaps import gradcam_rgba
 
     if key == "gradcam":
         if ps.heat is None:
@@ -418,7 +418,8 @@ def check_report_path(path, case, force_in_case: bool = False) -> Path:
     """Refuse a report file inside the case folder (the app never writes there unless forced).
 
     Raises:
-        BrainguiError: ``path`` lies in a folder of the case's input files, or is a folder.
+        BrainguiError: ``path`` lies in a folder of the case's input files, is a folder, or its folder (the
+            nearest existing one above it) cannot be written.
     """
     from braingui.errors import BrainguiError
     from braingui.export_set import case_folder_of, case_folders
@@ -430,4 +431,7 @@ def check_report_path(path, case, force_in_case: bool = False) -> Path:
     if folder is not None and not force_in_case:
         raise BrainguiError(f"{target}: lies in the case folder {folder}; braingui does not write there "
                             "(choose another folder)")
+    existing = next((p for p in target.parents if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BrainguiError(f"{target}: cannot write in {existing or target.parent}")
     return target

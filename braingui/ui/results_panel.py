@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPro
 from braingui.labels import REGION_TITLES, REGIONS
 from braingui.ui.explanation_panel import ExplanationPanel
 from braingui.results import AnalysisResult
+from braingui.uncertainty import range_text
 
 DEMO_WARNING = "Research demonstration models \u2014 not for clinical use"
 NOT_CLINICAL = "Research software \u2014 not for clinical use."
@@ -202,6 +203,16 @@ class ResultsPanel(QWidget):
                 lab.setAlignment(Qt.AlignmentFlag.AlignRight)
                 self.vol_grid.addWidget(lab, r, c)
                 self.volume_labels[(region, source)] = lab
+        self.measure = _label("")
+        self.measure.setToolTip("RANO-style bidimensional measurement of each enhancing lesion (connected component "
+                                "of ET; of TC where there is no ET): longest axial diameter x the longest one "
+                                "perpendicular to it; measurable when both are at least 10 mm")
+        col.addWidget(self.measure)
+        self.quality_box = QGroupBox("Quality checks")
+        self.quality = _label("")
+        QVBoxLayout(self.quality_box).addWidget(self.quality)
+        self.quality_box.setVisible(False)
+        col.addWidget(self.quality_box)
         self.model_rows: list[ModelRow] = []
         self.models_box = QGroupBox("Models")
         self.models_layout = QVBoxLayout(self.models_box)
@@ -260,6 +271,9 @@ class ResultsPanel(QWidget):
             self.explanation.show_explanation(None, visible=False)
             for region in REGIONS:
                 self.volume_labels[(region, "model")].setText("\u2013")
+                self.volume_labels[(region, "model")].setToolTip("")
+            self.show_quality(None)
+            self.measure.setText("")
             self._show_models([])
             self.models_box.setVisible(False)
             self.run_info.setText("")
@@ -296,7 +310,18 @@ class ResultsPanel(QWidget):
         self.explanation.show_comparison({})  # the classes side by side: filled by braingui.ui.cam_requests
         for region in REGIONS:
             v = result.volumes_ml.get(region)
-            self.volume_labels[(region, "model")].setText("\u2013" if v is None else f"{v:.1f}")
+            spread = range_text(region, result.uncertainty_regions, result.tta_views) if v is not None else ""
+            label = self.volume_labels[(region, "model")]
+            label.setText("\u2013" if v is None else f"{v:.1f}" + (f" ({spread})" if spread else ""))
+            region_unc = (result.uncertainty_regions or {}).get(region) or {}
+            label.setToolTip(f"mean uncertainty inside the predicted {region}: {region_unc['mean']:.3f} "
+                             f"(s.d. of the probability across {result.tta_views} flipped views)"
+                             if "mean" in region_unc else "")
+        self.show_quality(result.quality_flags)
+        from braingui.measurements import measurements_text  # scipy: not on the start-up path
+
+        m = getattr(result, "measurements", None)
+        self.measure.setText("" if result.labels is None else f"<b>Measurements</b>: {html.escape(measurements_text(m))}")
         self._show_models(result.models)
         self.models_box.setVisible(True)
         timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items()) or "\u2013"
@@ -304,6 +329,16 @@ class ResultsPanel(QWidget):
         self.run_info.setText(f"Device: <b>{html.escape(result.device)}</b><br>Timings: {html.escape(timing)}{layer}")
         warnings += [w for w in result.warnings if w not in warnings]
         self.warnings.setText("<br>".join(html.escape(w) for w in warnings))
+
+    def show_quality(self, flags: list[dict] | None) -> None:
+        """The segmentation's quality flags (:func:`braingui.quality.assess`), each saying what to check;
+        "no flag raised" after an analysis without any."""
+        self.quality_box.setVisible(flags is not None)
+        if not flags:
+            self.quality.setText("<span style='color:#7c7'>no flag raised</span>")
+            return
+        self.quality.setText("<br>".join(f"<b style='color:#e8a33d'>{html.escape(f['code'])}</b>: "
+                                         f"{html.escape(f['message'])}" for f in flags))
 
     def _show_models(self, models) -> None:
         """One :class:`ModelRow` per model (``none`` without any)."""

@@ -35,6 +35,8 @@ class Settings:
         colormap: heat-map colormap name.
         export_dir: the last folder exported to (``""``: none yet).
         arrangement: pane arrangement, ``grid`` or ``row``.
+        tta: test-time augmentation with the pipeline's default number of flipped views (and so the
+            uncertainty map); ``False`` for a single pass (faster, no uncertainty).
         read_only: never written back (``--screenshot`` runs and tests); not stored.
     """
 
@@ -44,6 +46,7 @@ class Settings:
     colormap: str = "jet"
     export_dir: str = ""
     arrangement: str = "grid"
+    tta: bool = True
     read_only: bool = field(default=False, compare=False)
 
     @classmethod

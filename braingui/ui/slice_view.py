@@ -19,10 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetricsF, QPainterPath, QPen, QTransform
+from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPainterPath, QPen, QPixmap, QTransform
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
+SEGMENT_COLOURS = {"longest": "#ffd23f", "perpendicular": "#3fe0ff", "ruler": "#ffffff"}
+"""Colours of the drawn lines: RANO longest / perpendicular diameter, the ruler."""
 LAYERS = ("base", "fill", "heat", "outline")
 """Drawing order of a pane's image layers, bottom to top."""
 CROSSHAIR_PEN = pg.mkPen((255, 220, 0, 130), width=1)  # solid: dashed lines cost more to paint
@@ -54,6 +56,7 @@ class SliceViewBox(pg.ViewBox):
     sigCursor = Signal(QPointF)
     sigWheel = Signal(int)
     sigWindowDrag = Signal(float, float)
+    sigRuler = Signal(QPointF, QPointF)  # Ctrl + left drag: start and current point (view coordinates, mm)
 
     def __init__(self):
         super().__init__(invertY=True, lockAspect=True, enableMenu=False, defaultPadding=0.01)
@@ -80,7 +83,11 @@ class SliceViewBox(pg.ViewBox):
     def mouseDragEvent(self, ev, axis=None):
         button = ev.button()
         shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-        if button == Qt.MouseButton.LeftButton and not shift:
+        ctrl = bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        if button == Qt.MouseButton.LeftButton and ctrl:  # the ruler
+            ev.accept()
+            self.sigRuler.emit(self.mapSceneToView(ev.buttonDownScenePos()), self.mapSceneToView(ev.scenePos()))
+        elif button == Qt.MouseButton.LeftButton and not shift:
             ev.accept()
             self.sigCursor.emit(self.mapSceneToView(ev.scenePos()))
         elif button == Qt.MouseButton.RightButton:
@@ -108,9 +115,14 @@ class SliceView(pg.GraphicsView):
     sigWheel = Signal(int)
     sigWindowDrag = Signal(float, float)
     sigResized = Signal()
+    sigRuler = Signal(float, float, float, float)  # ruler drag: (row0, col0, row1, col1) in display pixels
+
+    before_read = None
+    """Called before a reader looks at the pane's content (the grid draws a coalesced change first)."""
 
     def __init__(self, name: str, title: str, layers: tuple[str, ...], parent=None):
         self._texts: dict[str, str] = {}
+        self._letters: dict[tuple, QPixmap] = {}  # outlined orientation letters, drawn once, blitted per paint
         super().__init__(parent, background="k")
         self.name = name
         self.layers = layers
@@ -137,12 +149,20 @@ class SliceView(pg.GraphicsView):
         self.vb.sigCursor.connect(lambda p: self.sigCursor.emit(*self._to_pixel(p)))
         self.vb.sigWheel.connect(self.sigWheel)
         self.vb.sigWindowDrag.connect(self.sigWindowDrag)
+        self.vb.sigRuler.connect(lambda a, b: self.sigRuler.emit(*self._to_pixel(a), *self._to_pixel(b)))
+        self._segment_items: list = []
+        self.segments: list = []
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ----- overlay text, painted in the view's foreground pass (no extra widgets, no extra repaint)
     def label_text(self, key: str) -> str:
         """Text at ``title``, ``left``, ``right``, ``top``, ``bottom``, ``info`` or ``message``."""
+        self._read()
         return self._texts.get(key, "")
+
+    def _read(self) -> None:
+        if self.before_read is not None:
+            self.before_read()
 
     def set_label_text(self, key: str, text: str) -> None:
         if self._texts.get(key, "") != text:
@@ -213,7 +233,9 @@ class SliceView(pg.GraphicsView):
             font.setBold(style[2])
             painter.setFont(font)
             if key in SIDES:
-                _draw_outlined(painter, letters[key], text, QColor(style[0]))
+                rect = letters[key]
+                pixmap = self._letter_pixmap(text, font, style[0], rect)
+                painter.drawPixmap(int(round(rect.left())), int(round(rect.top())), pixmap)
                 continue
             flags, box = _TEXT_PLACE[key](w, h, m)
             if key == "message":
@@ -224,6 +246,24 @@ class SliceView(pg.GraphicsView):
             painter.setPen(QColor(style[0]))
             painter.drawText(QRectF(*box), flags, text)
         painter.restore()
+
+    def _letter_pixmap(self, text: str, font, colour: str, rect: QRectF) -> QPixmap:
+        """An outlined letter (:func:`_draw_outlined`) rendered once per text, font and box size: stroking a
+        text path costs far more than blitting it, and a slider step repaints every letter of every pane."""
+        ratio = self.devicePixelRatioF()
+        key = (text, font.key(), colour, int(rect.width()), int(rect.height()), ratio)
+        pixmap = self._letters.get(key)
+        if pixmap is None:
+            pixmap = QPixmap(round(rect.width() * ratio), round(rect.height() * ratio))
+            pixmap.setDevicePixelRatio(ratio)
+            pixmap.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pixmap)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            p.setFont(font)
+            _draw_outlined(p, QRectF(0, 0, rect.width(), rect.height()), text, QColor(colour))
+            p.end()
+            self._letters[key] = pixmap
+        return pixmap
 
     # ----- geometry
     def set_geometry(self, shape2d: tuple[int, int], pixel_mm: tuple[float, float], sides: dict[str, str]) -> None:
@@ -290,8 +330,29 @@ class SliceView(pg.GraphicsView):
         item.setOpacity(opacity)
         item.setVisible(True)
 
+    def set_segments(self, segments) -> None:
+        """Draw :class:`braingui.display.annotations.Segment` lines with their labels (replacing the last ones)."""
+        if list(segments) == self.segments:
+            return
+        for item in self._segment_items:
+            self.vb.removeItem(item)
+        self._segment_items, self.segments = [], list(segments)
+        ry, rx = self.pixel_mm
+        for seg in self.segments:
+            (r0, c0), (r1, c1) = seg.start, seg.end
+            xs, ys = [(c0 + 0.5) * rx, (c1 + 0.5) * rx], [(r0 + 0.5) * ry, (r1 + 0.5) * ry]
+            colour = SEGMENT_COLOURS.get(seg.kind, "#ffffff")
+            line = pg.PlotCurveItem(xs, ys, pen=pg.mkPen(colour, width=2))
+            text = pg.TextItem(seg.label, color=colour, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 160))
+            text.setPos(xs[1], ys[1])
+            for item in (line, text):
+                item.setZValue(12)
+                self.vb.addItem(item, ignoreBounds=True)
+                self._segment_items.append(item)
+
     def layer_image(self, layer: str) -> np.ndarray | None:
         """The array a layer currently shows, or ``None`` when it is hidden or absent (for tests)."""
+        self._read()
         item = self.items.get(layer)
         return None if item is None or not item.isVisible() else item.image
 
@@ -302,6 +363,7 @@ class SliceView(pg.GraphicsView):
 
     def crosshair(self) -> tuple[float, float]:
         """``(row, col)`` of the crosshair, in display pixels."""
+        self._read()
         return self.h_line.value() / self.pixel_mm[0] - 0.5, self.v_line.value() / self.pixel_mm[1] - 0.5
 
 

@@ -16,6 +16,7 @@ from braingui.ui.legend import ColorBar, LabelLegend
 from braingui.ui.pane_grid import PaneGrid
 from braingui.ui.readout import CursorReadout
 from braingui.ui.results_panel import ResultsPanel
+from braingui.uncertainty import LEGEND as UNCERTAINTY_LEGEND
 
 
 def build_layout(win) -> None:
@@ -33,7 +34,14 @@ def build_layout(win) -> None:
     win.label_legend = LabelLegend()
     win.colorbar = ColorBar()
     win.colorbar.set_colormap(ctx.colormap)
+    win.uncertainty_bar = ColorBar(title=UNCERTAINTY_LEGEND["title"], value_range=UNCERTAINTY_LEGEND["range"],
+                                   ends=("views agree", "views disagree"))
+    win.uncertainty_bar.set_colormap(UNCERTAINTY_LEGEND["colormap"])
+    win.uncertainty_bar.setToolTip("Segmentation pane with 'Show the uncertainty map': the standard deviation of the "
+                                   "tumour probability across the flipped views of test-time augmentation")
+    win.uncertainty_bar.setVisible(False)
     legends.addWidget(win.label_legend, 1)
+    legends.addWidget(win.uncertainty_bar, 1)
     legends.addWidget(win.colorbar, 1)
     fig.addLayout(legends)
     left = QWidget()

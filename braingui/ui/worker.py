@@ -5,9 +5,10 @@ A *job factory* is a callable ``(cancel_event) -> generator``; the generator yie
 ``Case``...). It has no Qt in it (DESIGN.md: Threading). An early result travels as ``partial``: an
 event whose ``partial`` is set (the pipeline's quick results before its slow part) is emitted as
 ``progress`` and as ``partial(id, event.partial)``; anything else the generator yields that is not an
-event (a job's intermediate value, e.g. a quick class map) is emitted as ``partial(id, value)`` only. The worker checks ``cancel_event`` between
-steps and the job may check it inside a long step. Results travel to the GUI thread by queued signals
-and are applied there only.
+event (a job's intermediate value, e.g. a quick class map) is emitted as ``partial(id, value)`` only.
+The worker checks ``cancel_event`` between steps and the job may check it inside a long step. Results
+travel to the GUI thread by queued signals (in the order emitted: every ``partial`` before
+``finished``) and are applied there only.
 
 :class:`JobRunner` starts one thread per job and tags every signal with the job id, so the window can
 ignore a job it has given up on (a new case was opened). ``shutdown`` cancels every job, then

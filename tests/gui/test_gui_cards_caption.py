@@ -110,7 +110,7 @@ def test_caption_lines_name_case_time_class_software_and_research_use(small_case
 def _band_pixels(image: QImage, top: int) -> np.ndarray:
     rgb = image.convertToFormat(QImage.Format.Format_RGB888)
     arr = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())[:, :rgb.width() * 3]
-    return arr.reshape(rgb.height(), rgb.width(), 3)[top:]
+    return arr.reshape(rgb.height(), rgb.width(), 3)[top:].copy()  # a copy: rgb's buffer goes with rgb
 
 
 def test_the_exported_png_has_a_caption_band_with_text(qtbot, small_case_dir, tmp_path):

@@ -123,6 +123,9 @@ def test_report_path_in_the_case_folder_is_refused(small_case, small_case_dir, t
     with pytest.raises(BrainguiError, match="is a folder"):
         report_pdf.check_report_path(tmp_path, small_case)
     assert report_pdf.check_report_path(small_case_dir / "r.pdf", small_case, force_in_case=True).name == "r.pdf"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BrainguiError, match="cannot write in"):
+        report_pdf.check_report_path(tmp_path / "file" / "sub" / "r.pdf", small_case)
 
 
 @needs_pdftotext

@@ -26,11 +26,14 @@ class Stop(Exception):
     pass
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINGUI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv(ovb.ENV_BACKEND, raising=False)
-    return tmp_path / "cache" / "openvino"
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A cache folder shared by the module's tests (each conversion takes seconds), never the user's."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRAINGUI_CACHE_DIR", str(root))
+        mp.delenv(ovb.ENV_BACKEND, raising=False)
+        yield root / "openvino"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +83,9 @@ def test_auto_picks_openvino_and_the_pipeline_records_it(bundles, cache):
 
 
 @needs_openvino
-def test_converted_model_is_cached_and_a_damaged_cache_is_converted_again(bundles, cache, monkeypatch):
+def test_converted_model_is_cached_and_a_damaged_cache_is_converted_again(bundles, cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("BRAINGUI_CACHE_DIR", str(tmp_path))  # its own cache: it damages it
+    cache = tmp_path / "openvino"
     Predictor("cpu", backend="openvino").load(bundles["random"])
     key = ovb.cache_key(bundles["random"])
     files = [cache / f"{key}{ext}" for ext in (".xml", ".bin", ".json")]

@@ -93,7 +93,7 @@ def test_source_selftest_passes_with_tiny_bundles(tmp_path):
     report = json.loads(proc.stdout)
     checks = {c["name"]: c for c in report["checks"]}
     assert list(checks) == ["imports", "bundles", "demo case", "formats", "dicom", "pipeline", "3d surface", "window",
-                            "3d view"]
+                            "report", "3d view"]
     assert all(c["ok"] for c in checks.values())
     assert checks["bundles"]["detail"]["segmentation"]["sha256_ok"]
     assert checks["pipeline"]["detail"]["shape"] == [240, 240, 155]

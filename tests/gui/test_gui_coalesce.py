@@ -1,0 +1,55 @@
+"""Slider steps coalesced by the panes' 16 ms timer: a burst draws at most twice, the last change always
+reaches the screen, and reading a pane never sees a stale slice."""
+
+from __future__ import annotations
+
+import pytest
+
+from braingui.ui.pane_grid import COALESCE_MS
+from gui_helpers import isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
+
+
+def _shown_slice(view) -> int:
+    return int(view._texts["info"].split()[-1].split("/")[0])  # the drawn caption, read without flushing
+
+
+@pytest.fixture()
+def win(qtbot, small_case_dir):
+    w = make_window(qtbot)
+    open_and_wait(qtbot, w, small_case_dir)
+    qtbot.wait(3 * COALESCE_MS)
+    return w
+
+
+def test_a_burst_of_slider_changes_draws_twice_and_ends_on_the_last(qtbot, win):
+    panes, slider = win.panes, win.slice_controls.slider
+    start, n = panes.refresh_count, min(20, slider.maximum() - 2)
+    for value in range(2, 2 + n):
+        slider.setValue(value)
+    assert panes.refresh_count - start == 1  # the first change drew at once, the rest wait for the timer
+    assert panes.refresh_pending and _shown_slice(panes.views["original"]) == 2
+    qtbot.waitUntil(lambda: not panes.refresh_pending, timeout=1000)
+    assert panes.refresh_count - start == 2
+    assert all(_shown_slice(v) == 1 + n for v in panes.views.values())  # slider value v is slice v (1-based)
+    assert win.slice_controls.slice_label.text().startswith(f"{1 + n} /")  # the slider's own label: at once
+
+
+def test_reading_a_pane_draws_a_waiting_change_first(qtbot, win):
+    panes, slider = win.panes, win.slice_controls.slider
+    slider.setValue(3)
+    slider.setValue(5)  # within the interval: waits
+    assert panes.refresh_pending and _shown_slice(panes.views["overlay"]) == 3
+    base = panes.views["overlay"].layer_image("base")  # a reader flushes
+    assert not panes.refresh_pending and _shown_slice(panes.views["overlay"]) == 5
+    assert base is panes.views["overlay"].items["base"].image
+
+
+def test_a_new_plane_is_drawn_at_once_even_inside_the_interval(qtbot, win):
+    panes, slider = win.panes, win.slice_controls.slider
+    slider.setValue(4)
+    before = panes.refresh_count
+    win.ctx.set_plane("coronal")
+    assert panes.refresh_count == before + 1 and not panes.refresh_pending
+    assert panes.views["original"]._texts["info"].startswith("coronal")
