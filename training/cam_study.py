@@ -33,7 +33,7 @@ true whole tumour for several variants of the target score and layer:
   replaced by the mean of the other brain voxels of each channel. A class it still predicts without the
   tumour is decided by evidence outside it, and no heat map can then be "inside the tumour".
 
-The ``logit`` variant at the bundle's layer is checked against the app's medcam adapter map there (the
+The ``logit`` variant at the bundle's layer is checked against the app's (medcam) Grad-CAM there (the
 correlation is printed). Nothing here changes the app.
 
     python -m training.cam_study --table --out runs/cam_table
@@ -161,7 +161,7 @@ def layer_study(args: argparse.Namespace) -> int:
                 row[f"{target}@{layer}"] = round(cam_mass_inside(cam, wt), 4)
                 row["predicted"] = bundle.manifest.classification.classes[c]
                 if layer == bundle.manifest.classification.cam_layer and target == "logit":
-                    _, medcam_map = model.explain(inp.array, c)
+                    _, medcam_map = model.explain(inp.array, c, method="gradcam", layer=layer)
                     row["corr_with_app_map"] = round(float(np.corrcoef(cam.ravel(), medcam_map.ravel())[0, 1]), 4)
         row["occluded"] = occluded_prediction(network, x, wt, bundle.manifest.classification.classes)
         rows.append(row)
@@ -335,8 +335,9 @@ def run_table(args: argparse.Namespace) -> int:
     for s in sets:
         n = len({r["case"] for r in rows if r["set"] == s})
         nf = len({r["case"] for r in rows if r["set"] == s and r["faith"]})
-        print(f"\n{s}: {n} {SETS[s]}; deletion and randomisation on {nf} of them "
-              f"(mean {seconds[s]['faith']:.0f} s per such case, {seconds[s]['localisation_only']:.0f} s without)")
+        cost = [f"{seconds[s][k]:.0f} s per case {w}" for k, w in (("faith", "with them"), ("localisation_only", "without"))
+                if np.isfinite(seconds[s][k])]
+        print(f"\n{s}: {n} {SETS[s]}; deletion and randomisation on {nf} of them ({', '.join(cost)})")
         print(format_table(summary, s))
     if choice:
         print(f"\ndefault by the rule ({RULE}):\n  {choice['method']} at {choice['layer']}"

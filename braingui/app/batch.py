@@ -53,7 +53,7 @@ _EXPLANATION_KEYS = {"explanation_enrichment": ("enrichment",), "explanation_mas
 
 
 def build_batch_parser() -> argparse.ArgumentParser:
-    from braingui.app.cli import TTA_CHOICES, add_export_labels_option
+    from braingui.app.cli import TTA_CHOICES, add_explanation_options, add_export_labels_option
 
     p = argparse.ArgumentParser(prog="braingui batch", description="Analyse every case under COHORT_DIR, "
                                 "writing OUT/<case>/ and OUT/cohort.csv. Research software - not for clinical use.")
@@ -72,6 +72,7 @@ def build_batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", dest="label_convention", choices=tuple(lab.CONVENTIONS),
                    help="label convention of the cases' own label maps (default: detect)")
     add_export_labels_option(p)
+    add_explanation_options(p)
     return p
 
 
@@ -185,6 +186,9 @@ def result_row(case, result, seconds: float) -> dict:
     explanation = summary.get("explanation")
     for column, keys in _EXPLANATION_KEYS.items():
         row[column] = next((v for k in keys if (v := _find(explanation, k)) is not None), None)
+    deletion = (explanation or {}).get("deletion") or {}
+    if row.get("explanation_deletion_gain") is None and None not in (deletion.get("map_auc"), deletion.get("random_auc")):
+        row["explanation_deletion_gain"] = round(deletion["random_auc"] - deletion["map_auc"], 6)
     quality = summary.get("quality") or {}
     row["quality_flags"] = ";".join(f.get("code", "") for f in quality.get("flags", []) if isinstance(f, dict))
     return row
@@ -248,7 +252,8 @@ def run_batch(args: argparse.Namespace, stream=None) -> BatchSummary:
     classes = list(search.classification.manifest.classification.classes) if search.classification else []
     header = co.columns(classes)
     options = {"all_cams": bool(args.all_cams), "tta": args.tta, "postprocess": args.postprocess,
-               "export_labels": args.export_labels, "label_convention": args.label_convention}
+               "export_labels": args.export_labels, "label_convention": args.label_convention,
+               "explain": args.explain, "cam_method": args.cam_method, "cam_layer": args.cam_layer}
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / co.part_csv_name(args.part, args.parts)
     writer = report_writer() if args.report else None
@@ -322,7 +327,8 @@ def _run_case(entry, folder: Path, predictor, search, args, writer, progress, st
     t0 = time.perf_counter()
     case = load_case(entry.path, None, args.label_convention)
     gen = analyse(case, predictor, search.segmentation, search.classification, all_cams=args.all_cams,
-                  notes=search.notes, tta=args.tta, postprocess=_postprocessing(args))
+                  notes=search.notes, tta=args.tta, postprocess=_postprocessing(args), explain=args.explain,
+                  cam_method=args.cam_method, cam_layer=args.cam_layer)
     result = run_to_completion(gen, lambda event: progress.stage(entry.id, event))
     try:
         written = export_result(result, case.grid, folder, all_cams=args.all_cams, label_convention=args.export_labels,

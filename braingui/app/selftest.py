@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 LAZY_IMPORTS = (
-    "numpy", "scipy.ndimage", "nibabel", "platformdirs", "SimpleITK", "pydicom", "dcm2niix", "isal.igzip",
+    "numpy", "scipy.ndimage", "nibabel", "platformdirs", "SimpleITK", "pydicom", "dcm2niix", "isal.igzip", "openvino",
     "torch", "monai", "monai.networks.nets", "monai.data.utils", "medcam", "cv2",
     "matplotlib.cm", "matplotlib.pyplot", "pandas", "skimage.filters",
     "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtOpenGLWidgets", "pyqtgraph",

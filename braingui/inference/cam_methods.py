@@ -331,7 +331,8 @@ def tail_cams(network: torch.nn.Module, front: torch.Tensor, start: int, layer: 
     if torch.is_inference_mode_enabled():
         raise CamError("a CAM needs gradients; it cannot run inside torch.inference_mode()")
     names = list(network.features._modules)
-    at = names.index(layer.split(".", 1)[1]) if layer.startswith("features.") and layer.split(".", 1)[1] in names else -1
+    child = layer.split(".", 1)[1] if layer.startswith("features.") else ""
+    at = names.index(child) if child in names else -1
     if at < start:
         raise CamError(f"layer {layer!r} is not in the tail that starts at features[{start}]")
     was_training = network.training

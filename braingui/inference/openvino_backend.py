@@ -189,6 +189,7 @@ def _convert_and_store(network: torch.nn.Module, example: torch.Tensor, folder: 
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: harmless
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, which OpenVINO's converter uses
         model = ov.convert_model(network, example_input=example,
                                  input=[(ov.PartialShape([1, example.shape[1], -1, -1, -1]), ov.Type.f32)])
     try:

@@ -169,10 +169,6 @@ def analyse(case: Case, predictor: Predictor, segmentation: Bundle | None, class
             result.warnings.append(f"{model.info.name}: research demonstration model - not for clinical use")
     seg_model = next((m for m in models if isinstance(m, SegmentationModel)), None)
     cls_model = next((m for m in models if isinstance(m, ClassificationModel)), None)
-    if seg_model is not None and seg_model.backend != "torch":  # e.g. "cpu (segmentation: openvino)"
-        result.device = f"{result.device} (segmentation: {seg_model.backend})"
-    if seg_model is not None and seg_model.backend_note:
-        result.warnings.append(seg_model.backend_note)
     if cls_model is not None and cam_layer is not None:
         check_layer(cls_model.network, cam_layer)  # before the segmentation: a typo costs nothing
 
@@ -183,6 +179,10 @@ def analyse(case: Case, predictor: Predictor, segmentation: Bundle | None, class
         if seg_model is not None:
             yield from _segment(case, seg_model, progress, result, DEFAULT_TTA if tta is None else tta,
                                 pp.DEFAULT if postprocess is None else postprocess)
+            if seg_model.backend != "torch":  # what ran it: e.g. "cpu (segmentation: openvino)"
+                result.device = f"{result.device} (segmentation: {seg_model.backend})"
+            if seg_model.backend_note:
+                result.warnings.append(seg_model.backend_note)
         if cls_model is not None:
             yield from _classify(case, cls_model, progress, result, all_cams, explain, cam_method, cam_layer)
     result.timings_s["total"] = time.perf_counter() - progress.start

@@ -162,6 +162,22 @@ class SegmentationModel(LoadedModel):
         """The modules whose forward pre-hooks see a cancel (:func:`braingui.inference.interrupt.interruptible`)."""
         return [self.network] + ([self.runner] if self.runner is not self.network else [])
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One window through :attr:`runner`; an OpenVINO failure switches this model to torch for good
+        (with :attr:`backend_note` saying why) and the window is computed again in torch."""
+        runner = self.runner
+        if runner is self.network:
+            return runner(x)
+        try:
+            return runner(x)
+        except BrainguiError:  # a cancel (the pipeline's Cancelled) is not a backend failure
+            raise
+        except Exception as exc:  # noqa: BLE001 - OpenVINO's runtime raises RuntimeError and others
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            self.use_runner(None, "torch", f"{self.bundle.name}: OpenVINO failed during the segmentation "
+                                           f"({type(exc).__name__}: {first}); segmentation ran in torch")
+            return self.network(x)
+
     def windows(self, shape: tuple[int, int, int]) -> list[tuple[slice, slice, slice]]:
         """The windows for a network input of spatial ``shape``."""
         return window_slices(tuple(shape), self.spec.roi_size, self.spec.sw_overlap)
@@ -186,7 +202,7 @@ class SegmentationModel(LoadedModel):
         with torch.no_grad():
             for i, sl in enumerate(slices):
                 with self.autocast():
-                    out = self.runner(x[(Ellipsis,) + sl])
+                    out = self._forward(x[(Ellipsis,) + sl])
                 out = out.float()
                 if len(slices) == 1:
                     total = out

@@ -130,6 +130,10 @@ def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None,
     win.show()
     if case is not None or explicit:
         win.open_case(case, explicit, label_convention)
+    if not win._custom_factory:  # torch, MONAI and the networks load (and warm up) while the user looks
+        from braingui.ui import jobs
+
+        QTimer.singleShot(200, lambda: jobs.start_preload(analysis_options))
     wake = _quit_on_signals(app, win, status)
     code = app.exec()
     wake.stop()

@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
         ctx.changed.connect(self._on_ctx_changed)
 
     def _on_ctx_changed(self, what) -> None:
+        if not (what & {"look", "data"}):
+            return  # a slider step changes no legend
         self.colorbar.set_colormap(self.ctx.colormap)
         self.uncertainty_bar.setVisible(self.ctx.show_uncertainty and self.ctx.uncertainty is not None)
         self.settings.convention, self.settings.colormap = self.ctx.convention, self.ctx.colormap

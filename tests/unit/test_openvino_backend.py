@@ -136,3 +136,21 @@ def test_torch_backend_and_unknown_names(bundles, cache, monkeypatch):
         Predictor("cpu")
     with pytest.raises(BrainguiError, match="use one of auto, torch, openvino"):
         Predictor("cpu", backend="onnx")
+
+
+@needs_openvino
+def test_an_openvino_failure_during_the_run_finishes_in_torch(bundles, cache, monkeypatch):
+    case = load_case(bundles["case"])
+    predictor = Predictor("cpu", backend="openvino")
+    model = predictor.load(bundles["intensity"])
+    assert model.backend == "openvino"
+
+    def broken(_x):
+        raise RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp: device lost")
+
+    monkeypatch.setattr(model.runner, "forward", broken)
+    result = run_to_completion(analyse(case, predictor, bundles["intensity"], None, tta=2))
+    want = run_to_completion(analyse(case, Predictor("cpu", backend="torch"), bundles["intensity"], None, tta=2))
+    assert result.device == "cpu" and model.backend == "torch"
+    assert any("OpenVINO failed during the segmentation (RuntimeError: Exception from" in w for w in result.warnings)
+    np.testing.assert_array_equal(result.labels, want.labels)
