@@ -109,10 +109,12 @@ def evaluate_segmentation(bundle_dir: Path, refs: list[CaseRef], device: str = "
 
 def evaluate_classification(bundle_dir: Path, cases: list, device: str = "auto",
                             log: logging.Logger | None = None, figures: Path | None = None,
-                            n_figures: int = 0, network_grid_cam: bool = True) -> dict[str, Any]:
+                            n_figures: int = 0, network_grid_cam: bool = True, cam_method: str | None = None,
+                            cam_layer: str | None = None) -> dict[str, Any]:
     """Classification metrics and Grad-CAM localisation of a classification bundle, through the pipeline.
 
     ``network_grid_cam`` also scores the CAM on the classifier's input grid (one more forward + backward).
+    ``cam_method`` / ``cam_layer``: the map's method and layer (``None``: the manifest's defaults).
     """
     from braingui.inference.manifest import read_bundle
     from braingui.inference.pipeline import analyse, run_to_completion
@@ -121,20 +123,22 @@ def evaluate_classification(bundle_dir: Path, cases: list, device: str = "auto",
     bundle = read_bundle(bundle_dir)
     classes = list(bundle.manifest.classification.classes)
     predictor = Predictor(device)
+    cam_method, cam_layer = predictor.load(bundle).cam_choice(cam_method, cam_layer)
     rows, y_true, y_pred, cam_in = [], [], [], []
     for i, lc in enumerate(cases):
         t0 = time.time()
         case = load_ref(lc.ref)
-        result = run_to_completion(analyse(case, predictor, None, bundle))
+        result = run_to_completion(analyse(case, predictor, None, bundle, cam_method=cam_method, cam_layer=cam_layer))
         pred = result.predicted_class
         row = {"case": lc.ref.name, "true": lc.label, "predicted": pred,
                **{f"p_{c}": round(result.probabilities[c], 4) for c in classes}}
         if case.labels is not None and pred in result.cams:
             wt = lab.regions(case.labels)["WT"]
-            row["cam_mass_in_wt"] = round(cam_mass_inside(result.cams[pred], wt), 4)
+            row["cam_mass_in_wt"] = round(_cam_mass_of_total(result, wt), 4)
             if network_grid_cam:
                 row["cam_mass_in_wt_net"] = round(_cam_on_network_grid(predictor.load(bundle), case, wt,
-                                                                       classes.index(pred)), 4)
+                                                                       classes.index(pred), cam_method,
+                                                                       cam_layer), 4)
             row["wt_fraction_of_brain"] = round(float(wt.sum() / max((case.stack()[0] > 0).sum(), 1)), 4)
             if math.isfinite(row["cam_mass_in_wt"]):  # nan: an all-zero map
                 cam_in.append(row["cam_mass_in_wt"])
@@ -158,7 +162,7 @@ def evaluate_classification(bundle_dir: Path, cases: list, device: str = "auto",
                                     "counts": m["confusion"]},
                "per_case": rows}
     if cam_in:
-        summary["gradcam"] = {"layer": bundle.manifest.classification.cam_layer,
+        summary["gradcam"] = {"layer": cam_layer, "method": cam_method,
                               "cam_mass_in_wt_mean": float(np.mean(cam_in)),
                               "cam_mass_in_wt_median": float(np.median(cam_in)),
                               **({"cam_mass_in_wt_classifier_grid_mean": float(np.nanmean(
@@ -176,12 +180,28 @@ def evaluate_classification(bundle_dir: Path, cases: list, device: str = "auto",
     return summary
 
 
-def _cam_on_network_grid(model, case, wt: np.ndarray, class_index: int) -> float:
+def _cam_mass_of_total(result, wt: np.ndarray) -> float:
+    """Fraction of the whole map's mass inside the reference WT, as the model cards record it.
+
+    The app now shows (and stores in ``result.cams``) the map masked to the brain; the cards' numbers count
+    the mass outside the brain too, so they are recovered from the explanation: the in-brain mass in the
+    reference WT times the in-brain share of all mass. Without an explanation, the map as stored.
+    """
+    pred = result.predicted_class
+    explanation = getattr(result, "explanation", None) or {}
+    reference, outside = explanation.get("reference") or {}, explanation.get("mass_outside_brain")
+    if reference.get("mass_in_wt") is not None and outside is not None:
+        return float(reference["mass_in_wt"]) * (1.0 - float(outside))
+    return cam_mass_inside(result.cams[pred], wt)
+
+
+def _cam_on_network_grid(model, case, wt: np.ndarray, class_index: int, method: str | None = None,
+                         layer: str | None = None) -> float:
     """CAM mass inside the whole tumour on the classifier's own input grid (the WT mask resampled there)."""
     from braingui.preprocess import prepare_classification
 
     inp = prepare_classification(case.stack(model.prep.channels), model.prep)
-    _, cam = model.explain(inp.array, class_index)
+    _, cam = model.explain(inp.array, class_index, method=method, layer=layer)
     return cam_mass_inside(cam, inp.grid_map.forward(wt.astype(np.float32)) > 0.5)
 
 
@@ -354,7 +374,10 @@ def reproduce(models: Path, out: Path, device: str, data_root: Path | None, log:
                 generate(folder, per_class=gen["per_class"], seed=gen["seed"], shape=tuple(gen["shape"]),
                          spacing=tuple(gen["spacing"]), prefix=gen["prefix"], first=max_cases, progress=False)
             cases = _pick(cpm_radpath_cases(folder), None, max_cases, key=lambda c: c.ref.name)
-            got = card_metrics(cls=evaluate_classification(bundle.folder, cases, device, log, network_grid_cam=False))
+            recorded_cam = recorded.get("gradcam", {})  # the map the card's numbers were measured with
+            got = card_metrics(cls=evaluate_classification(bundle.folder, cases, device, log, network_grid_cam=False,
+                                                           cam_method=recorded_cam.get("method", "gradcam"),
+                                                           cam_layer=recorded_cam.get("layer")))
             for row in got["per_case"]:
                 ref_row = card_rows.get(row["case"], {})
                 checks.append((f"{row['case']}.predicted", float(row["predicted"] == ref_row.get("predicted")), 1.0, 0.0))

@@ -123,7 +123,7 @@ def segmentation_manifest(ckpt: dict, name: str, keep_vae: bool, roi_size, sw_ov
     return manifest, state
 
 
-def classification_manifest(ckpt: dict, name: str, cam_layer: str) -> tuple[dict, dict]:
+def classification_manifest(ckpt: dict, name: str, cam_layer: str, cam_method: str = "gradcam") -> tuple[dict, dict]:
     """Manifest (without weights) and the state dict to write, for a classification checkpoint."""
     prep = ckpt["prep"]
     manifest = {
@@ -133,7 +133,7 @@ def classification_manifest(ckpt: dict, name: str, cam_layer: str) -> tuple[dict
                   "shape": list(prep["shape"]), "tolerance": float(prep["tolerance"])},
         "output": {"activation": "softmax", "classes": list(ckpt["classes"]),
                    "class_titles": dict(ckpt["class_titles"])},
-        "gradcam": {"layer": cam_layer},
+        "gradcam": {"layer": cam_layer, "method": cam_method},
     }
     return manifest, ckpt["model"]
 
@@ -192,7 +192,7 @@ def model_card(ckpt: dict, task: str, metrics: dict | None, summary: str | None,
 def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = False, metrics: dict | None = None,
            summary: str | None = None, training_data: str | None = None, keep_vae: bool = False,
            roi_size=None, sw_overlap: float = 0.25, cam_layer: str = "features.denseblock1",
-           extra_card: dict | None = None, data: str | Path | None = None):
+           extra_card: dict | None = None, data: str | Path | None = None, cam_method: str = "hirescam"):
     """Write the bundle of ``checkpoint`` into ``out``; returns the written :class:`Bundle`.
 
     ``data``: the BraTS folder the real training cases are in; for a segmentation bundle the manifest then
@@ -208,7 +208,7 @@ def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = Fals
     if task == "segmentation":
         manifest, state = segmentation_manifest(ckpt, name, keep_vae, roi_size, sw_overlap)
     else:
-        manifest, state = classification_manifest(ckpt, name, cam_layer)
+        manifest, state = classification_manifest(ckpt, name, cam_layer, cam_method)
     manifest["model_card"] = model_card(ckpt, task, metrics, summary, training_data, extra_card)
     if data is not None and task == "segmentation":
         manifest["input_statistics"] = training_input_statistics(ckpt.get("train_cases", []), data,
@@ -256,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="sliding-window size for segmentation (default: whole volume)")
     p.add_argument("--sw-overlap", type=float, default=0.25)
     p.add_argument("--cam-layer", default="features.denseblock1")
+    p.add_argument("--cam-method", default="hirescam", choices=("gradcam", "gradcam++", "hirescam", "layercam"),
+                   help="the heat-map method the app uses by default (hirescam: the best of python -m "
+                        "training.cam_study --table on the real cases)")
     p.add_argument("--data", type=Path, default=None,
                    help="folder of the real training cases (segmentation): stores their intensity statistics in "
                         "the manifest (input_statistics) for the app's input quality check")
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     extra = json.loads(args.card.read_text()) if args.card else None
     bundle = export(args.checkpoint, args.out, args.name, args.fp16, metrics, args.summary, args.training_data,
-                    args.keep_vae, args.roi_size, args.sw_overlap, args.cam_layer, extra, args.data)
+                    args.keep_vae, args.roi_size, args.sw_overlap, args.cam_layer, extra, args.data, args.cam_method)
     size = bundle.weights_path.stat().st_size / 1e6
     print(f"wrote {bundle.task} bundle {bundle.name} to {bundle.folder} ({size:.1f} MB weights, "
           f"sha256 {bundle.manifest.sha256[:12]}...)")
