@@ -229,8 +229,12 @@ class PaneGrid(QWidget):
             v["segmentation"].set_layer("fill", colormaps.label_rgba(labels) if labels is not None else None,
                                         opacity=ctx.seg_opacity)
             v["segmentation"].set_layer("outline", None)
+        head = ctx.display_slice(self.head_mask()) if heat_rgba is not None else None
         v["gradcam"].set_layer("base", None if heat_rgba is None else gradcam_rgba(
-            base, heat_rgba, ctx.display_slice(self.head_mask()), ctx.heat_opacity))
+            base, heat_rgba, head, ctx.heat_opacity))
+        if heat_rgba is not None:  # the overlay shows the map inside the head only (no dark box round it)
+            heat_rgba = heat_rgba.copy()
+            heat_rgba[~head, 3] = 0
         v["original"].set_layer("base", base)
         v["overlay"].set_layer("base", base)
         v["overlay"].set_layer("heat", heat_rgba, opacity=ctx.heat_opacity)
