@@ -49,6 +49,9 @@ def case_folders() -> list[Path]:
     return folders
 
 
+EXPLAIN = "full"
+
+
 def make_window(fake: bool):
     from braingui.ui.main_window import MainWindow
     from braingui.ui.settings import Settings
@@ -59,7 +62,7 @@ def make_window(fake: bool):
 
         factory = lambda case: fake_analysis(case)  # noqa: E731
     win = MainWindow(Settings(read_only=True, auto_analyse=True), analysis_factory=factory,
-                     analysis_options={"device": "cpu"})
+                     analysis_options={"device": "cpu", "explain": EXPLAIN})
     win.show()
     return win
 
@@ -160,7 +163,10 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=8)
     ap.add_argument("--cancels", type=int, default=20)
     ap.add_argument("--skip", nargs="*", default=[], choices=("window", "windows", "cancel"))
+    ap.add_argument("--explain", default="full", choices=("none", "quick", "full"), help="the analysis' explanation")
     args = ap.parse_args()
+    global EXPLAIN
+    EXPLAIN = args.explain
     from braingui.ui.app import create_app
 
     app = create_app()

@@ -9,6 +9,9 @@ Modules (import them directly; this package imports nothing, so the torch-free o
   and :func:`write_bundle`;
 * :mod:`~braingui.inference.networks` — the MONAI networks a manifest can name;
 * :mod:`~braingui.inference.predictor` — device choice, loaded models, sliding windows;
+* :mod:`~braingui.inference.openvino_backend` — the segmentation forward on OpenVINO (CPU), converted once
+  per weights and cached, with torch as the fallback;
+* :mod:`~braingui.inference.limits` — bounds on input sizes and sliding windows a manifest may ask for;
 * :mod:`~braingui.inference.tta` — test-time augmentation: the mean over mirror-flipped passes and their
   spread (no torch);
 * :mod:`~braingui.inference.cam_methods` — class activation maps: Grad-CAM, Grad-CAM++ (medcam), HiResCAM,

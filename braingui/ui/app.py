@@ -137,9 +137,16 @@ def run_gui(case: str | os.PathLike | None = None, explicit: dict | None = None,
     wake = _quit_on_signals(app, win, status)
     code = app.exec()
     wake.stop()
-    if "signal" in status:
-        return status["signal"]
-    return status["code"] if screenshot is not None else int(code)
+    result = status["signal"] if "signal" in status else status["code"] if screenshot is not None else int(code)
+    from braingui.ui import jobs
+
+    if jobs.preload_running():
+        # The window is closed, its jobs stopped and the settings saved; a daemon thread still importing torch
+        # would hold the import lock through interpreter shutdown (seconds), so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(result)
+    return result
 
 
 def _quit_on_signals(app, win, status: dict):

@@ -158,6 +158,11 @@ PRELOAD_NICE = 10
 """How much the preload's import thread lowers its own CPU priority (Linux; 0 = not at all)."""
 
 
+def preload_running() -> bool:
+    """True while a background preload thread (imports, network loading, warm-up) is still working."""
+    return any(t.is_alive() for t in list(_PRELOADS.values()) if isinstance(t, threading.Thread))
+
+
 def start_preload(options: dict[str, Any] | None = None, nice: int = PRELOAD_NICE) -> threading.Thread | None:
     """Start the background preload for these analysis options (once per ``models_dir`` and ``device``).
 
