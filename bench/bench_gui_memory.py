@@ -67,6 +67,14 @@ def make_window(fake: bool):
     return win
 
 
+def pump(app, seconds: float) -> None:
+    """Let the event loop run for ``seconds`` (the analysis goes on meanwhile)."""
+    t_end = time.time() + seconds
+    while time.time() < t_end:
+        app.processEvents()
+        time.sleep(0.005)
+
+
 def analyse(app, win, folder: Path, timeout_s: float = 600) -> None:
     done = threading.Event()
     on_done = lambda *_: done.set()  # noqa: E731
@@ -121,10 +129,7 @@ def bench_cancel(app, repeats: int, fake: bool) -> dict:
     waits, overlaps = [], []
     for _ in range(repeats):
         win.run_analysis()
-        t_end = time.time() + rng.uniform(0.5, 3.0)
-        while time.time() < t_end:
-            app.processEvents()
-            time.sleep(0.005)
+        pump(app, rng.uniform(0.5, 3.0))
         t0 = time.perf_counter()
         win.cancel_analysis()
         win.run_analysis()  # the user starts again at once: the old run must stop computing first
@@ -145,10 +150,7 @@ def bench_cancel(app, repeats: int, fake: bool) -> dict:
     for _ in range(max(1, repeats // 4)):
         w = make_window(fake)
         w.open_case(folder)
-        t_end = time.time() + rng.uniform(1.5, 3.0)
-        while time.time() < t_end:
-            app.processEvents()
-            time.sleep(0.005)
+        pump(app, rng.uniform(1.5, 3.0))
         t0 = time.perf_counter()
         w.close()
         closes.append(time.perf_counter() - t0)

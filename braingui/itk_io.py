@@ -27,7 +27,7 @@ import numpy as np
 
 from braingui.errors import CaseError
 from braingui.formats import format_title
-from braingui.nifti import MAX_BYTES, MAX_DIM
+from braingui.nifti import check_shape
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 """Flips ITK's LPS physical axes to NIfTI's RAS ones (its own inverse)."""
@@ -176,14 +176,7 @@ def open_itk_header(path: str | os.PathLike) -> ItkImage:
     if dtype is None:
         raise CaseError(f"unsupported voxel type {sitk.GetPixelIDValueAsString(reader.GetPixelID())} "
                         "(only integer and real scalar data)", p)
-    if any(d <= 0 for d in shape):
-        raise CaseError(f"the header gives an invalid shape {shape}", p)
-    if any(d > MAX_DIM for d in shape):
-        raise CaseError(f"the header claims an absurd size {shape} (more than {MAX_DIM} voxels along an axis)", p)
-    n_vox = int(np.prod(shape, dtype=np.int64))
-    if n_vox * 4 > MAX_BYTES:
-        raise CaseError(f"the header claims an absurd size {shape} ({n_vox * 4 / 1024**3:.1f} GiB as float32, "
-                        f"limit {MAX_BYTES / 1024**3:.0f} GiB)", p)
+    n_vox = check_shape(shape, p)
     spacing = np.asarray(reader.GetSpacing(), dtype=np.float64)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise CaseError(f"invalid voxel size {tuple(float(s) for s in spacing)} in the header", p)

@@ -112,6 +112,24 @@ def quiet_nibabel() -> contextlib.AbstractContextManager[None]:
 
 # ------------------------------------------------------------------ opening
 
+def check_shape(shape: tuple[int, ...], path) -> int:
+    """The voxel count of a header's ``shape``, after refusing an empty, invalid or absurd one (any format).
+
+    Raises:
+        CaseError: a non-positive or missing dimension, more than :data:`MAX_DIM` along an axis, or more
+            than :data:`MAX_BYTES` as float32.
+    """
+    if any(d <= 0 for d in shape) or not shape:
+        raise CaseError(f"the header gives an invalid shape {shape}", path)
+    if any(d > MAX_DIM for d in shape):
+        raise CaseError(f"the header claims an absurd size {shape} (more than {MAX_DIM} voxels along an axis)", path)
+    n_vox = int(np.prod(shape, dtype=np.int64))
+    if n_vox * 4 > MAX_BYTES:
+        raise CaseError(f"the header claims an absurd size {shape} ({n_vox * 4 / 1024**3:.1f} GiB as float32, "
+                        f"limit {MAX_BYTES / 1024**3:.0f} GiB)", path)
+    return n_vox
+
+
 def open_header(path: str | os.PathLike, warnings: list[str] | None = None) -> nib.Nifti1Image:
     """Open an image file and validate its header before any voxel data is converted.
 
@@ -316,14 +334,7 @@ def _check_header(img, path: Path) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for a bad header
         raise CaseError(f"unreadable header ({_short(exc)})", path) from exc
-    if any(d <= 0 for d in shape) or not shape:
-        raise CaseError(f"the header gives an invalid shape {shape}", path)
-    if any(d > MAX_DIM for d in shape):
-        raise CaseError(f"the header claims an absurd size {shape} (more than {MAX_DIM} voxels along an axis)", path)
-    n_vox = int(np.prod(shape, dtype=np.int64))
-    if n_vox * 4 > MAX_BYTES:
-        raise CaseError(f"the header claims an absurd size {shape} ({n_vox * 4 / 1024**3:.1f} GiB as float32, "
-                        f"limit {MAX_BYTES / 1024**3:.0f} GiB)", path)
+    n_vox = check_shape(shape, path)
     if dtype.fields is not None or dtype.kind not in "biuf":
         raise CaseError(f"unsupported voxel type {dtype} (only integer and real scalar data)", path)
     if len(zooms) < min(3, len(shape)) or not all(np.isfinite(z) and z > 0 for z in zooms[: len(shape)]):

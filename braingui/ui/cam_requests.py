@@ -25,11 +25,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton
 
 from braingui.display import explanation_view as xv
 from braingui.results import ProgressEvent
 from braingui.ui import jobs
+from braingui.ui.window_layout import job_indicator
 
 Key = tuple[str, str, str]
 """``(method, layer, class code)``."""
@@ -79,16 +79,11 @@ class CamRequests(QObject):
         self.case = None
         self.final = True
         self.failures: set[Key] = set()
-        self.status = QLabel("")
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.bar.setMaximumWidth(140)
-        self.stop = QPushButton("Stop map")
-        self.stop.setToolTip("Stop computing the heat map")
+        self.status, self.bar, self.stop = job_indicator(win.statusBar(), 140, "Stop map",
+                                                         "Stop computing the heat map")
         self.stop.clicked.connect(self.cancel)
         for w in (self.status, self.bar, self.stop):
             w.setVisible(False)
-            win.statusBar().addPermanentWidget(w)
         win.look.cam_class_requested.connect(self.request_class)
         win.results.explanation.recompute_requested.connect(self.request_method)
         self.runner.progress.connect(self._on_progress)

@@ -22,11 +22,15 @@ from braingui.display import explanation_view as xv
 HEADING_STYLE = "font-weight: bold; padding: 5px; border-radius: 3px; color: white; background: {colour};"
 
 
-def _label(text: str = "", wrap: bool = True) -> QLabel:
+def selectable_label(text: str = "", wrap: bool = True) -> QLabel:
+    """A word-wrapped label whose text can be selected and copied (the panels' numbers and verdicts)."""
     lab = QLabel(text)
     lab.setWordWrap(wrap)
     lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return lab
+
+
+_label = selectable_label
 
 
 def _clear(grid: QGridLayout) -> None:

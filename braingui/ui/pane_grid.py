@@ -232,9 +232,8 @@ class PaneGrid(QWidget):
         head = ctx.display_slice(self.head_mask()) if heat_rgba is not None else None
         v["gradcam"].set_layer("base", None if heat_rgba is None else gradcam_rgba(
             base, heat_rgba, head, ctx.heat_opacity))
-        if heat_rgba is not None:  # the overlay shows the map inside the head only (no dark box round it)
-            heat_rgba = heat_rgba.copy()
-            heat_rgba[~head, 3] = 0
+        if heat_rgba is not None:  # the overlay shows the map inside the head only (no dark box round it);
+            heat_rgba[~head, 3] = 0  # heat_rgba is this refresh's own array, already blended into the Grad-CAM pane
         v["original"].set_layer("base", base)
         v["overlay"].set_layer("base", base)
         v["overlay"].set_layer("heat", heat_rgba, opacity=ctx.heat_opacity)

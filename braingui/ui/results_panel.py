@@ -19,19 +19,12 @@ from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPro
                                QWidget)
 
 from braingui.labels import REGION_TITLES, REGIONS
-from braingui.ui.explanation_panel import ExplanationPanel
+from braingui.ui.explanation_panel import ExplanationPanel, selectable_label as _label
 from braingui.results import AnalysisResult
 from braingui.uncertainty import range_text
 
 DEMO_WARNING = "Research demonstration models \u2014 not for clinical use"
 NOT_CLINICAL = "Research software \u2014 not for clinical use."
-
-
-def _label(text: str = "", wrap: bool = True) -> QLabel:
-    lab = QLabel(text)
-    lab.setWordWrap(wrap)
-    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return lab
 
 
 SYNTHETIC_CLASSIFIER = ("The classifier was trained on synthetic phantoms only: on real MRI this class is not a "

@@ -74,11 +74,17 @@ def build_layout(win) -> None:
     split.setStretchFactor(0, 1)
     split.setSizes([1150, 430])
     win.setCentralWidget(split)
-    win.stage_label = QLabel("")
-    win.progress = QProgressBar()
-    win.progress.setRange(0, 1000)
-    win.progress.setMaximumWidth(260)
-    win.cancel_button = QPushButton("Cancel")
-    win.cancel_button.setToolTip("Stop the analysis (Esc)")
-    for w in (win.stage_label, win.progress, win.cancel_button):
-        win.statusBar().addPermanentWidget(w)
+    win.stage_label, win.progress, win.cancel_button = job_indicator(win.statusBar(), 260, "Cancel",
+                                                                     "Stop the analysis (Esc)")
+
+
+def job_indicator(status_bar, width: int, button: str, tip: str) -> tuple[QLabel, QProgressBar, QPushButton]:
+    """A stage label, a progress bar (0..1000) of at most ``width`` pixels and a stop button, added to the
+    right of ``status_bar``; returns the three widgets (the analysis and the on-demand heat maps each have one)."""
+    label, bar, stop = QLabel(""), QProgressBar(), QPushButton(button)
+    bar.setRange(0, 1000)
+    bar.setMaximumWidth(width)
+    stop.setToolTip(tip)
+    for w in (label, bar, stop):
+        status_bar.addPermanentWidget(w)
+    return label, bar, stop
