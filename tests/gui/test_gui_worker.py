@@ -109,7 +109,11 @@ def test_closing_the_window_during_a_run_stops_the_thread(qtbot, small_case_dir)
     threads = [t for t, _, _ in win.runner._jobs.values()]
     assert threads and all(t.isRunning() for t in threads)
     win.close()
-    assert all(t.isFinished() for t in threads)  # close() cancelled, quit() and wait()ed
+    import shiboken6
+
+    # close() cancelled, quit() and wait()ed each thread; one whose deleteLater() already ran was waited for
+    # first (JobRunner deletes a QThread only after wait(); Qt aborts on deleting a running one)
+    assert all(not shiboken6.isValid(t) or t.isFinished() for t in threads)
     assert not win.runner.is_running()
     assert not hold.is_set()  # it stopped because of the cancel, not because the job ended by itself
 
