@@ -75,18 +75,29 @@ def pump(app, seconds: float) -> None:
         time.sleep(0.005)
 
 
-def analyse(app, win, folder: Path, timeout_s: float = 600) -> None:
+def analyse(app, win, folder: Path, timeout_s: float = 600) -> str:
+    """Open ``folder`` (the window analyses it) and wait; returns "done", "failed: ..." or "timeout"."""
     done = threading.Event()
-    on_done = lambda *_: done.set()  # noqa: E731
+    outcome = ["timeout"]
+
+    def on_done(*_):
+        outcome[0] = "done"
+        done.set()
+
+    def on_failed(message):
+        outcome[0] = f"failed: {message}"
+        done.set()
+
     win.analysis_done.connect(on_done)
-    win.job_failed.connect(on_done)
+    win.job_failed.connect(on_failed)
     win.open_case(folder)
     t0 = time.time()
     while not done.is_set() and time.time() - t0 < timeout_s:
         app.processEvents()
         time.sleep(0.005)
     win.analysis_done.disconnect(on_done)
-    win.job_failed.disconnect(on_done)
+    win.job_failed.disconnect(on_failed)
+    return outcome[0]
 
 
 def bench_one_window(app, n: int, fake: bool) -> dict:
@@ -94,11 +105,14 @@ def bench_one_window(app, n: int, fake: bool) -> dict:
     win = make_window(fake)
     marks = {}
     for i in range(n):
-        analyse(app, win, folders[i % len(folders)])
+        t0 = time.time()
+        outcome = analyse(app, win, folders[i % len(folders)])
         gc.collect()
-        if i + 1 in (1, 5, 20) or i + 1 == n:
-            marks[i + 1] = rss_mb()
-            print(f"  case {i + 1:2d}: RSS {marks[i + 1]:.0f} MB", flush=True)
+        marks[i + 1] = rss_mb()
+        print(f"  case {i + 1:2d} ({folders[i % len(folders)].name}): {outcome} in {time.time() - t0:.0f} s, "
+              f"RSS {marks[i + 1]:.0f} MB", flush=True)
+        if outcome != "done":
+            raise SystemExit(f"case {i + 1} did not finish its analysis ({outcome}): no memory figure")
     win.close()
     return marks
 
@@ -173,7 +187,9 @@ def main() -> int:
 
     app = create_app()
     if "window" not in args.skip:
-        print(f"1. {args.cases} cases in one window ({'stand-in' if args.fake else 'real pipeline'})")
+        trim = "off (BRAINGUI_NO_MALLOC_TRIM=1)" if os.environ.get("BRAINGUI_NO_MALLOC_TRIM") == "1" else "on"
+        print(f"1. {args.cases} cases in one window ({'stand-in' if args.fake else 'real pipeline'}; "
+              f"malloc_trim after each job: {trim})")
         marks = bench_one_window(app, args.cases, args.fake)
         last = max(marks)
         print(f"   ratio RSS(case {last}) / RSS(case 1) = {marks[last] / marks[1]:.2f} (goal <= 1.2)")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from braingui import process_memory
 from braingui.errors import BrainguiError
 
 JobFactory = Callable[[threading.Event], Iterator[Any]]
@@ -150,6 +151,7 @@ class JobRunner(QObject):
         thread.wait()
         worker.deleteLater()
         thread.deleteLater()
+        process_memory.trim()  # the finished thread's heap arena back to the system (see process_memory)
 
     def shutdown(self) -> None:
         """Cancel every job, then ``quit()`` and ``wait()`` each thread (blocks until each job's step ends)."""
