@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--heldout", type=Path, default=DEFAULT_HELDOUT,
                    help="synthetic held-out set (regenerated from the model card's generator when missing)")
     t.add_argument("--brats", type=Path, default=DEFAULT_BRATS, help="folder of real labelled cases (skipped if absent)")
+    t.add_argument("--real-cases", nargs="+", default=None,
+                   help="only these real cases (names, or a real_types.json whose held_out_cases are taken: the "
+                        "cases a classifier fine-tuned on training.real_types never saw)")
+    t.add_argument("--no-synthetic", action="store_true", help="skip the synthetic held-out set")
     t.add_argument("--faith-per-class", type=int, default=4,
                    help="synthetic phantoms per class that also get deletion + randomisation (default 4)")
     t.add_argument("--faith-real", type=int, default=None, help="real cases that get them (default all)")
@@ -203,6 +207,19 @@ def heldout_cases(folder: Path, card: dict, log) -> list:
     return cpm_radpath_cases(folder)
 
 
+def real_case_names(items: list[str] | None) -> set[str] | None:
+    """``--real-cases``: case names, with any ``*.json`` among them read as a real_types record."""
+    if not items:
+        return None
+    names: set[str] = set()
+    for item in items:
+        if item.endswith(".json"):
+            names |= set(json.loads(Path(item).read_text())["held_out_cases"])
+        else:
+            names.add(item)
+    return names
+
+
 def case_plan(args: argparse.Namespace, card: dict, log) -> list[dict]:
     """The cases to score, in order (real first): set, case, ref, true class, grade, faith (deletion + randomisation)."""
     from training.data import brats_cases
@@ -216,13 +233,20 @@ def case_plan(args: argparse.Namespace, card: dict, log) -> list[dict]:
 
             with open(grades_csv, newline="") as f:
                 grades = {r["case_id"]: r["grade"] for r in csv.DictReader(f) if "case_id" in r and "grade" in r}
-        refs = brats_cases(args.brats)[: args.max_cases]
+        refs = brats_cases(args.brats)
+        wanted = real_case_names(args.real_cases)
+        if wanted is not None:
+            missing = sorted(set(wanted) - {r.name for r in refs})
+            if missing:
+                raise SystemExit(f"{args.brats}: no case(s) {', '.join(missing)}")
+            refs = [r for r in refs if r.name in wanted]
+        refs = refs[: args.max_cases]
         n_faith = len(refs) if args.faith_real is None else args.faith_real
         plan += [{"set": "real", "case": r.name, "ref": r, "true": "", "grade": grades.get(r.name, ""),
                   "faith": i < n_faith} for i, r in enumerate(refs)]
     else:
         log.info("real cases: %s absent; the real set is skipped", args.brats)
-    synth = heldout_cases(args.heldout, card, log)[: args.max_cases]
+    synth = [] if args.no_synthetic else heldout_cases(args.heldout, card, log)[: args.max_cases]
     seen: dict[str, int] = {}
     for lc in synth:
         seen[lc.label] = seen.get(lc.label, 0) + 1
@@ -285,6 +309,10 @@ def run_table(args: argparse.Namespace) -> int:
                 "pairs": [list(p) for p in pairs],
                 "randomisation_draws": args.draws, "random_deletion_draws": args.random_draws,
                 "faith_per_class": args.faith_per_class, "faith_real": args.faith_real, "max_cases": args.max_cases}
+    if args.real_cases:  # only when given, so that tables made before these options still resume
+        settings["real_cases"] = sorted(real_case_names(args.real_cases))
+    if args.no_synthetic:
+        settings["no_synthetic"] = True
     settings_path = args.out / "cam_table_settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
         raise SystemExit(f"{args.out} holds a table made with other settings ({settings_path}); "

@@ -158,6 +158,10 @@ def augment(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, fli
 # --- classification (CPM-RadPath 2020 layout) -------------------------------------------------------
 
 CPM_CLASSES = ("A", "O", "G")
+NO_TUMOUR = "N"
+"""The label of a tumour-free training case (:mod:`training.real_types`): trained towards the uniform
+distribution over the classes (no class may be called from a brain without a tumour); not a class."""
+TRAINING_LABELS = CPM_CLASSES + (NO_TUMOUR,)
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def read_class_csv(path: str | os.PathLike) -> dict[str, str]:
 
     The id column is the first whose name contains ``id`` (else the first column); the class column is
     named ``class``, ``label``, ``diagnosis`` or ``type`` (else the second column). Class values are
-    upper-cased single letters (``A``, ``O``, ``G``).
+    upper-cased single letters (``A``, ``O``, ``G``, or ``N`` for a tumour-free training case).
     """
     import csv
 
@@ -190,8 +194,8 @@ def read_class_csv(path: str | os.PathLike) -> dict[str, str]:
         if len(row) <= max(id_col, cls_col):
             continue
         label = row[cls_col].strip().upper()
-        if label not in CPM_CLASSES:
-            raise SystemExit(f"{path}: unknown class {row[cls_col]!r} for {row[id_col]} (expected A, O or G)")
+        if label not in TRAINING_LABELS:
+            raise SystemExit(f"{path}: unknown class {row[cls_col]!r} for {row[id_col]} (expected A, O, G or N)")
         out[row[id_col].strip()] = label
     return out
 
@@ -230,10 +234,10 @@ def cpm_radpath_cases(root: str | os.PathLike, csv_path: str | os.PathLike | Non
 
 def stratified_split(cases: list[LabelledCase], fractions: tuple[float, float, float], rng: np.random.Generator
                      ) -> tuple[list[LabelledCase], list[LabelledCase], list[LabelledCase]]:
-    """Split into (train, validation, test) by ``fractions`` (the paper's 0.7 / 0.2 / 0.1), per class."""
+    """Split into (train, validation, test) by ``fractions`` (the paper's 0.7 / 0.2 / 0.1), per class (and N)."""
     total = sum(fractions)
     parts: tuple[list, list, list] = ([], [], [])
-    for label in CPM_CLASSES:
+    for label in TRAINING_LABELS:
         group = [c for c in cases if c.label == label]
         order = rng.permutation(len(group))
         n_val = int(round(fractions[1] / total * len(group)))

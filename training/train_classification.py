@@ -39,8 +39,8 @@ import torch
 from braingui.preprocess import BACKGROUND_TOLERANCE, PAPER_CLS_SHAPE, ClassificationPrep
 from braingui import atomic
 from training import common, distributed
-from training.data import (CPM_CLASSES, EpochSampler, LabelledCase, cached_classification_sample, cpm_radpath_cases,
-                           stratified_split)
+from training.data import (CPM_CLASSES, NO_TUMOUR, TRAINING_LABELS, EpochSampler, LabelledCase,
+                           cached_classification_sample, cpm_radpath_cases, stratified_split)
 from training.metrics import classification_metrics
 from training.synthetic_types import CLASS_TITLES, STAND_IN_NOTE
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--split", type=float, nargs=3, default=[0.7, 0.2, 0.1], metavar=("TRAIN", "VAL", "TEST"),
                    help="data split fractions (paper: 0.7 0.2 0.1)")
     d.add_argument("--cache", type=Path, default=None, help="preprocessed-input cache folder (default OUT/cache)")
+    d.add_argument("--init", type=Path, default=None,
+                   help="start from these weights: a classification bundle folder (sha256-checked) or a .pt of "
+                        "this script (its 'model'); the network options must match (fine-tuning)")
     n = p.add_argument_group("network")
     n.add_argument("--init-features", type=int, default=64)
     n.add_argument("--growth-rate", type=int, default=32)
@@ -160,19 +163,67 @@ def predict(model, samples: list[dict], device, batch: int = 4) -> tuple[np.ndar
     return np.concatenate(probs) if probs else np.zeros((0, len(CPM_CLASSES)))
 
 
+def soft_targets(labels: list[str]) -> np.ndarray:
+    """Training targets ``(N, 3)``: one-hot for A / O / G, uniform for a tumour-free case (``N``)."""
+    out = np.zeros((len(labels), len(CPM_CLASSES)), dtype=np.float32)
+    for i, label in enumerate(labels):
+        if label == NO_TUMOUR:
+            out[i] = 1.0 / len(CPM_CLASSES)
+        else:
+            out[i, CPM_CLASSES.index(label)] = 1.0
+    return out
+
+
 def evaluate_split(model, samples, labels, device) -> dict:
-    """Cross-entropy and classification metrics of one split."""
+    """Cross-entropy and classification metrics of one split.
+
+    Metrics are over the A / O / G cases; tumour-free cases (``N``) are scored apart: the mean highest
+    probability the network gives them (1/3 when it calls no class) and how many it calls with more than 0.5.
+    """
     probs = predict(model, samples, device)
-    y = np.array([CPM_CLASSES.index(l) for l in labels])
-    loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12)))) if len(y) else float("nan")
-    m = classification_metrics(y, probs.argmax(1), n_classes=len(CPM_CLASSES))
-    return {"loss": loss, "balanced_accuracy": m["balanced_accuracy"], "f1_macro": m["f1_macro"], "kappa": m["kappa"],
-            "accuracy": m["accuracy"], "confusion": m["confusion"]}
+    keep = np.array([l != NO_TUMOUR for l in labels], dtype=bool)
+    y = np.array([CPM_CLASSES.index(l) for l in labels if l != NO_TUMOUR], dtype=int)
+    p = probs[keep] if len(probs) else probs
+    loss = float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)))) if len(y) else float("nan")
+    m = classification_metrics(y, p.argmax(1), n_classes=len(CPM_CLASSES))
+    out = {"loss": loss, "balanced_accuracy": m["balanced_accuracy"], "f1_macro": m["f1_macro"], "kappa": m["kappa"],
+           "accuracy": m["accuracy"], "confusion": m["confusion"]}
+    if (~keep).any():
+        top = probs[~keep].max(1)
+        out["no_tumour"] = {"n": int((~keep).sum()), "mean_top_probability": float(top.mean()),
+                            "called_over_half": int((top > 0.5).sum())}
+    return out
+
+
+def load_init(path: Path, net: torch.nn.Module) -> str:
+    """Load starting weights into ``net`` (see ``--init``); returns what was loaded, for the log."""
+    from braingui.inference.bundle import check_state_dict, load_state_dict
+    from braingui.inference.manifest import read_bundle
+
+    if path.is_dir():
+        bundle = read_bundle(path)
+        state = check_state_dict(net, load_state_dict(bundle), bundle)
+        what = f"bundle {bundle.manifest.name} (sha256 {bundle.manifest.sha256[:12]})"
+    else:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        state = check_state_dict(net, data["model"] if "model" in data else data, where=path)
+        what = str(path)
+    net.load_state_dict(state)
+    return what
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The shuffled training order of one epoch (derived from seed and epoch, so resume needs no state)."""
     return np.random.default_rng([seed, epoch, 12345]).permutation(n)
+
+
+def data_note(roots: list[Path]) -> str:
+    """What the synthetic training data is, per data set folder: a :mod:`training.real_types` set says so in its
+    ``real_types.json``; anything else is taken for :mod:`training.synthetic_types` phantoms."""
+    from training.real_types import NOTE as REAL_TYPES_NOTE
+
+    notes = [REAL_TYPES_NOTE if (Path(r) / "real_types.json").is_file() else STAND_IN_NOTE for r in roots]
+    return "; ".join(dict.fromkeys(notes))
 
 
 def _metadata(args, name, kwargs, prep, parts, synthetic, step) -> dict:
@@ -183,7 +234,7 @@ def _metadata(args, name, kwargs, prep, parts, synthetic, step) -> dict:
             "test_cases": [c.ref.name for c in parts[2]],
             "test_labels": [c.label for c in parts[2]],
             "data": {"roots": [str(r) for r in args.cpm], "synthetic": synthetic,
-                     "note": STAND_IN_NOTE if synthetic else "CPM-RadPath style data"},
+                     "note": data_note(args.cpm) if synthetic else "CPM-RadPath style data"},
             "config": common.jsonable(vars(args)), "steps": step, "world_size": distributed.world_size()}
 
 
@@ -215,11 +266,11 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
         cases += cpm_radpath_cases(root, args.labels_csv)
     synthetic = bool(cases) and all("SYNTHETIC" in c.ref.name for c in cases)
     if synthetic:
-        log.info("DATA: %s", STAND_IN_NOTE)
+        log.info("DATA: %s", data_note(args.cpm))
     split_rng = np.random.default_rng([args.seed, 777])
     parts = stratified_split(cases, tuple(args.split), split_rng)
     for title, part in zip(("train", "validation", "test"), parts):
-        counts = {c: sum(1 for x in part if x.label == c) for c in CPM_CLASSES}
+        counts = {c: sum(1 for x in part if x.label == c) for c in TRAINING_LABELS}
         log.info("%s cases: %d %s", title, len(part), counts)
     if not parts[0]:
         raise SystemExit("no training cases")
@@ -229,17 +280,20 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     data = [distributed.map_sharded(lambda c: cached_classification_sample(c.ref, prep, cache), part) for part in parts]
     log.info("preprocessed inputs %s ready in %.1f s (cache %s)", tuple(prep.shape), time.time() - t0, cache)
     train, val = data[0], data[1]
-    y_train = np.array([CPM_CLASSES.index(c.label) for c in parts[0]])
+    y_train = soft_targets([c.label for c in parts[0]])
 
     name, kwargs = network_config(args)
     from braingui.inference.networks import build_network
 
-    net = build_network(name, kwargs).to(device)
+    net = build_network(name, kwargs)
+    if args.init is not None and not (args.resume and (args.out / "checkpoint.pt").exists()):
+        log.info("initial weights: %s", load_init(args.init, net))
+    net = net.to(device)
     log.info("network %s %s, %.2f M parameters", name, kwargs, sum(p.numel() for p in net.parameters()) / 1e6)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     weights = None
     if args.class_weights == "balanced":
-        freq = np.bincount(y_train, minlength=len(CPM_CLASSES)).astype(np.float64)
+        freq = y_train.sum(0).astype(np.float64)
         weights = torch.tensor(freq.sum() / np.maximum(freq, 1) / len(CPM_CLASSES), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     augment = None if args.no_augment else Augment(tuple(args.shape))
