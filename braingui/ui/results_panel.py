@@ -27,8 +27,9 @@ DEMO_WARNING = "Research demonstration models \u2014 not for clinical use"
 NOT_CLINICAL = "Research software \u2014 not for clinical use."
 
 
-SYNTHETIC_CLASSIFIER = ("The classifier was trained on synthetic phantoms only: on real MRI this class is not a "
-                        "diagnosis and its accuracy is unknown.")
+SYNTHETIC_CLASSIFIER = ("The classifier was trained on synthetic tumour types only (phantoms, and real brains whose "
+                        "tumours were recast as A / O / G), never on diagnosed patients: on real MRI this class is "
+                        "not a diagnosis and its accuracy is unknown.")
 
 
 def _fmt(value: Any) -> str:

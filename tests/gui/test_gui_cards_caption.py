@@ -79,7 +79,7 @@ def test_the_shipped_cards_summarise_their_data_by_name(qtbot, small_case_dir):
     panel.show_result(result)
     seg, cls = (r.summary.text() for r in panel.model_rows)
     assert "BraTS 2018 (12 cases) + synthetic phantoms" in seg and "Dice WT" in seg
-    assert "synthetic tumour-type phantoms" in cls and "balanced accuracy" in cls
+    assert "synthetic tumour types (phantoms + recast BraTS brains)" in cls and "balanced accuracy" in cls
     details = panel.models_text()
     assert "shared/data" not in details
     assert "<a href='https://www.med.upenn.edu/sbia/brats2018.html'>" in panel.model_rows[0].details.text()

@@ -86,7 +86,7 @@ def test_report_holds_the_case_and_every_number(small_case, tmp_path, qapp):
     expected += [f["code"] for f in FLAGS]
     missing = [x for x in expected if x not in text]
     assert not missing, missing
-    assert "The classifier was trained on synthetic phantoms only" not in text  # the stand-in card says no such thing
+    assert "The classifier was trained on synthetic tumour types only" not in text  # the stand-in card says no such thing
 
 
 @needs_pdftotext
