@@ -23,7 +23,7 @@ from braingui import labels as lab
 from braingui.discovery import MODALITIES, MODALITY_TITLES, MSD_CHANNELS, SCHEME_BRATS2023, SCHEME_MSD, CaseFiles, discover
 from braingui.errors import CaseError
 from braingui.geometry import Grid
-from braingui.nifti import HEADER_FIX_NOTE, open_header, read_array
+from braingui.nifti import HEADER_FIX_NOTE, open_header, read_array, read_array_viewed
 from braingui.skull import skull_warning
 
 AFFINE_ROT_TOL = 1e-3
@@ -146,8 +146,8 @@ def _read_modalities(files: CaseFiles, warnings: list[str]) -> tuple[Grid, dict[
     _grid_warnings(grid, files.images[ref], warnings)
     images = {}
     for m in MODALITIES:
-        data = read_array(headers[m], files.images[m]).reshape(headers[m].shape[:3])
-        images[m] = _finish_volume(grid.to_canonical(data), MODALITY_TITLES[m], files.images[m], warnings)
+        data = read_array_viewed(headers[m], files.images[m], grid.canonical_view)
+        images[m] = _finish_volume(data, MODALITY_TITLES[m], files.images[m], warnings)
     _duplicate_warnings(images, files.images, warnings)
     return grid, images
 
@@ -251,12 +251,12 @@ def _duplicate_warnings(images: dict[str, np.ndarray], paths: dict[str, Path], w
 
 
 def _finish_volume(data: np.ndarray, title: str, path: Path, warnings: list[str]) -> np.ndarray:
-    bad = ~np.isfinite(data)
-    n_bad = int(bad.sum())
-    if n_bad:
-        data[bad] = 0.0
-        warnings.append(f"{path}: {title} has {n_bad} NaN/inf voxels; set to 0")
     lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # min / max are NaN or inf exactly when a voxel is
+        bad = ~np.isfinite(data)
+        data[bad] = 0.0
+        warnings.append(f"{path}: {title} has {int(bad.sum())} NaN/inf voxels; set to 0")
+        lo, hi = float(data.min()), float(data.max())
     if lo == hi == 0.0:
         warnings.append(f"{path}: {title} is all zero; results that use it are meaningless")
     elif lo == hi:
@@ -286,7 +286,7 @@ def _read_labels(path: Path, grid: Grid, hint: str | None, warnings: list[str]) 
     convention, note = lab.detect_convention(nonzero, hint, dict(zip(values.tolist(), counts.tolist())), path.name)
     if note:
         warnings.append(f"{path}: {note}")
-    labels, unknown = lab.to_internal(raw, convention)
+    labels, unknown = lab.to_internal(raw, convention, values)
     if unknown:
         warnings.append(f"{path}: label values {unknown} are not in the {lab.CONVENTION_TITLES[convention]} "
                         "convention; ignored")

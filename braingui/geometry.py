@@ -64,11 +64,15 @@ class Grid:
         """Orientation codes of the files before reorientation, e.g. ``('L', 'P', 'S')``."""
         return tuple(nib.aff2axcodes(self.original_affine))
 
-    def to_canonical(self, array: np.ndarray) -> np.ndarray:
-        """Reorder an array in the files' voxel order (last 3 axes) into canonical order (a copy)."""
+    def canonical_view(self, array: np.ndarray) -> np.ndarray:
+        """An array in the files' voxel order (last 3 axes) seen in canonical order (a view: flips, transposes)."""
         lead = array.ndim - 3
         ornt = np.vstack([[[i, 1] for i in range(lead)], self.ornt + [lead, 0]]) if lead else self.ornt
-        return np.array(nib.orientations.apply_orientation(array, ornt), order="C")  # always a copy
+        return nib.orientations.apply_orientation(array, ornt)
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Reorder an array in the files' voxel order (last 3 axes) into canonical order (a copy)."""
+        return np.array(self.canonical_view(array), order="C")  # always a copy
 
     def to_original(self, array: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`to_canonical`: canonical order -> the files' voxel order (a copy)."""

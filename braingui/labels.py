@@ -126,24 +126,28 @@ def value_counts(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(raw, return_counts=True)
 
 
-def to_internal(raw: np.ndarray, convention: str) -> tuple[np.ndarray, list[int]]:
+def to_internal(raw: np.ndarray, convention: str, values: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Map a label map in ``convention`` to the internal BraTS values.
 
     Args:
         raw: integer label map, any shape.
         convention: one of ``CONVENTIONS``.
+        values: its distinct values when the caller has them already (:func:`value_counts`).
 
     Returns:
         ``(labels, unknown)``: uint8 map with values 0/1/2/4 and the sorted values that the convention
         does not know (set to 0).
     """
     table = CONVENTIONS[convention]
-    values, _ = value_counts(raw)
+    if values is None:
+        values, _ = value_counts(raw)
     lut_max = int(max(values.max(initial=0), max(table)))
     lut = np.zeros(lut_max + 1, dtype=np.uint8)
     for value, name in table.items():
         lut[value] = _INTERNAL[name]
     unknown = [int(v) for v in values if v != 0 and (v < 0 or int(v) not in table)]
+    if raw.dtype.kind == "u" and raw.dtype.itemsize <= 2:  # every value indexes the table: no range mask
+        return lut[raw], unknown
     safe = np.where((raw >= 0) & (raw <= lut_max), raw, 0).astype(np.intp)
     return lut[safe], unknown
 

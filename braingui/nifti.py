@@ -372,6 +372,34 @@ def read_array(img: nib.Nifti1Image, path: str | os.PathLike) -> np.ndarray:
         raise CaseError(f"unreadable: the image data is truncated or corrupt ({_short(exc)})", path) from exc
 
 
+def read_array_viewed(img: nib.Nifti1Image, path: str | os.PathLike, view) -> np.ndarray:
+    """:func:`read_array` of a 3D image, then ``view`` (e.g. :meth:`braingui.geometry.Grid.canonical_view`), as
+    one C-ordered float32 array.
+
+    Integer data without scaling (most scanners' and BraTS files) is converted and reordered in one pass
+    from the file's own integers, instead of a float32 copy in file order and a second, reordered one; the
+    values are the same (integers below 2**24 are exact in float32). Anything else goes the general way.
+
+    Raises:
+        CaseError: as :func:`read_array`.
+    """
+    proxy = img.dataobj
+    slope, inter = getattr(proxy, "slope", None), getattr(proxy, "inter", None)
+    kind = np.dtype(img.get_data_dtype()).kind
+    if slope == 1 and inter == 0 and kind in "iu" and np.dtype(img.get_data_dtype()).itemsize <= 2:
+        try:
+            raw = np.asarray(proxy.get_unscaled()).reshape(img.shape[:3])
+        except CaseError:
+            raise
+        except _READ_ERRORS as exc:
+            raise CaseError(f"unreadable: the image data is truncated or corrupt ({_short(exc)})", path) from exc
+        seen = view(raw)
+        out = np.empty(seen.shape, dtype=np.float32)
+        np.copyto(out, seen, casting="unsafe")
+        return out
+    return np.array(view(read_array(img, path).reshape(img.shape[:3])), order="C")
+
+
 def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Write ``img`` to ``path`` atomically (see :mod:`braingui.atomic`); returns the path.
 
