@@ -90,8 +90,24 @@ def zscore_nonzero(volume: np.ndarray) -> np.ndarray:
 
 
 def foreground_mask(volumes: np.ndarray, tolerance: float = BACKGROUND_TOLERANCE) -> np.ndarray:
-    """Voxels where any channel of ``(C, X, Y, Z)`` exceeds ``tolerance`` in magnitude."""
-    return (np.abs(volumes) > tolerance).any(axis=0)
+    """Voxels where any channel of ``(C, X, Y, Z)`` exceeds ``tolerance`` in magnitude.
+
+    Channel by channel into one reused boolean buffer (no ``|volumes|`` copy of the whole stack).
+    """
+    volumes = np.asarray(volumes)
+    mask = np.zeros(volumes.shape[1:], dtype=bool)
+    tmp = np.empty_like(mask)
+    for channel in volumes:
+        np.greater(channel, tolerance, out=tmp)
+        mask |= tmp
+        np.less(channel, -tolerance, out=tmp)
+        mask |= tmp
+    return mask
+
+
+def zscore_stack(stack: np.ndarray) -> np.ndarray:
+    """:func:`zscore_nonzero` of each channel of ``(C, X, Y, Z)``, as one float32 array."""
+    return np.stack([zscore_nonzero(c) for c in stack])
 
 
 def _round_up(n: float, multiple: int) -> int:
@@ -118,27 +134,31 @@ def segmentation_map(stack: np.ndarray, prep: SegmentationPrep) -> GridMap:
     return GridMap(box, out_shape, shape)
 
 
-def prepare_segmentation(stack: np.ndarray, prep: SegmentationPrep = SegmentationPrep()) -> NetworkInput:
+def prepare_segmentation(stack: np.ndarray, prep: SegmentationPrep = SegmentationPrep(),
+                         normed: np.ndarray | None = None) -> NetworkInput:
     """Segmentation network input from raw modalities.
 
     Args:
         stack: float32 ``(C, X, Y, Z)`` in ``prep.channels`` order, RAS+ (``Case.stack(prep.channels)``).
         prep: the network's input policy.
+        normed: :func:`zscore_stack` of ``stack`` when the caller has it (both networks share it).
 
     Returns:
         The z-scored, cropped (and resampled) input with its map back to the case grid.
     """
     grid_map = segmentation_map(stack, prep)
-    normed = np.stack([zscore_nonzero(c) for c in stack])
+    normed = zscore_stack(stack) if normed is None else normed
     return NetworkInput(grid_map.forward(normed).astype(np.float32, copy=False), grid_map, tuple(prep.channels))
 
 
-def prepare_classification(stack: np.ndarray, prep: ClassificationPrep = ClassificationPrep()) -> NetworkInput:
+def prepare_classification(stack: np.ndarray, prep: ClassificationPrep = ClassificationPrep(),
+                           normed: np.ndarray | None = None) -> NetworkInput:
     """Classification network input from raw modalities (paper IV-A-2).
 
     Args:
         stack: float32 ``(C, X, Y, Z)`` in ``prep.channels`` order, RAS+.
         prep: the network's input policy.
+        normed: :func:`zscore_stack` of ``stack`` when the caller has it.
 
     Returns:
         The z-scored, background-cropped input resized to ``prep.shape``, with its map back.
@@ -147,5 +167,5 @@ def prepare_classification(stack: np.ndarray, prep: ClassificationPrep = Classif
     bounds = bounding_box(foreground_mask(stack, prep.tolerance)) or ((0, 0, 0), shape)
     box = Box(bounds[0], tuple(h - l for l, h in zip(*bounds)))
     grid_map = GridMap(box, tuple(prep.shape), shape)
-    normed = np.stack([zscore_nonzero(c) for c in stack])
+    normed = zscore_stack(stack) if normed is None else normed
     return NetworkInput(grid_map.forward(normed), grid_map, tuple(prep.channels))

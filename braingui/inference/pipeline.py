@@ -58,7 +58,7 @@ from braingui.inference.predictor import ClassificationModel, Predictor, Segment
 from braingui.inference.tta import DEFAULT_TTA, iter_tta, nested_counts
 from braingui.intensity_stats import intensity_statistics
 from braingui.measurements import measure
-from braingui.preprocess import prepare_classification, prepare_segmentation
+from braingui.preprocess import prepare_classification, prepare_segmentation, zscore_stack
 from braingui.results import AnalysisResult, ProgressEvent
 
 STAGES = ("load models", "segmentation", "classification", "grad-cam", "explanation", "done")
@@ -172,32 +172,44 @@ def analyse(case: Case, predictor: Predictor, segmentation: Bundle | None, class
     if cls_model is not None and cam_layer is not None:
         check_layer(cls_model.network, cam_layer)  # before the segmentation: a typo costs nothing
 
+    shared: dict = {}  # the z-scored stack, made once when both networks read the same sequences
     if slot_busy(predictor):
         yield progress.event(stage, 1.0, "waiting for the previous analysis to stop")
     with compute_slot(predictor, cancel, lambda: Cancelled(progress.current)), \
             interruptible([n for m in models for n in m.cancel_modules], cancel, lambda: Cancelled(progress.current)):
         if seg_model is not None:
             yield from _segment(case, seg_model, progress, result, DEFAULT_TTA if tta is None else tta,
-                                pp.DEFAULT if postprocess is None else postprocess)
+                                pp.DEFAULT if postprocess is None else postprocess, shared)
             if seg_model.backend != "torch":  # what ran it: e.g. "cpu (segmentation: openvino)"
                 result.device = f"{result.device} (segmentation: {seg_model.backend})"
             if seg_model.backend_note:
                 result.warnings.append(seg_model.backend_note)
         if cls_model is not None:
-            yield from _classify(case, cls_model, progress, result, all_cams, explain, cam_method, cam_layer)
+            yield from _classify(case, cls_model, progress, result, all_cams, explain, cam_method, cam_layer, shared)
+    shared.clear()
     result.timings_s["total"] = time.perf_counter() - progress.start
     yield progress.event("done", 1.0, "finished")
     return result
 
 
+def _normed(shared: dict | None, channels: tuple[str, ...], stack: np.ndarray) -> np.ndarray | None:
+    """The z-scored ``stack`` of ``channels``, computed once per analysis and kept in ``shared``."""
+    if shared is None:
+        return None
+    key = tuple(channels)
+    if key not in shared:
+        shared[key] = zscore_stack(stack)
+    return shared[key]
+
+
 def _segment(case: Case, model: SegmentationModel, progress: _Progress, result: AnalysisResult, tta: int,
-             post: pp.PostProcessing) -> Generator[ProgressEvent, None, None]:
+             post: pp.PostProcessing, shared: dict | None = None) -> Generator[ProgressEvent, None, None]:
     stage = "segmentation"
     progress.check(stage)
     yield progress.event(stage, 0.0, "preparing the input")
     t0 = time.perf_counter()
     stack = case.stack(model.prep.channels)
-    inp = prepare_segmentation(stack, model.prep)
+    inp = prepare_segmentation(stack, model.prep, _normed(shared, model.prep.channels, stack))
     try:
         windows = iter_tta(model, inp.array, tta)
     except ValueError as exc:
@@ -250,7 +262,7 @@ def _segment(case: Case, model: SegmentationModel, progress: _Progress, result: 
 
 def _classify(case: Case, model: ClassificationModel, progress: _Progress, result: AnalysisResult,
               all_cams: bool, explain: str, cam_method: str | None,
-              cam_layer: str | None) -> Generator[ProgressEvent, None, None]:
+              cam_layer: str | None, shared: dict | None = None) -> Generator[ProgressEvent, None, None]:
     stage = "classification"
     progress.check(stage)
     yield progress.event(stage, 0.0, "preparing the input")
@@ -258,7 +270,7 @@ def _classify(case: Case, model: ClassificationModel, progress: _Progress, resul
     spec = model.spec
     stack = case.stack(model.prep.channels)
     brain = brain_mask(stack)  # the brain on the case grid: voxels non-zero in any sequence
-    inp = prepare_classification(stack, model.prep)
+    inp = prepare_classification(stack, model.prep, _normed(shared, model.prep.channels, stack))
     del stack
     method, layer = model.cam_choice(cam_method, cam_layer)
     cam = None

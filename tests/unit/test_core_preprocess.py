@@ -229,3 +229,24 @@ def test_smooth_heat_map_centroid_lands_at_its_world_position(tmp_path):
     centroid_world = nib.affines.apply_affine(case.grid.original_affine, centroid_vox)
     expected = nib.affines.apply_affine(gm.affine(case.grid.affine), centre)
     np.testing.assert_allclose(centroid_world, expected, atol=0.05)
+
+
+def test_foreground_mask_is_any_channel_beyond_the_tolerance_in_magnitude():
+    rng = np.random.default_rng(3)
+    v = rng.choice([0.0, 5e-9, -5e-9, 2e-8, -2e-8, 1.0], size=(4, 6, 5, 7)).astype(np.float32)
+    assert np.array_equal(foreground_mask(v), (np.abs(v) > 1e-8).any(axis=0))
+    assert np.array_equal(foreground_mask(v, 0.5), (np.abs(v) > 0.5).any(axis=0))
+
+
+def test_a_shared_z_scored_stack_gives_the_same_inputs():
+    from braingui.preprocess import zscore_stack
+
+    rng = np.random.default_rng(4)
+    stack = np.zeros((4, 40, 44, 36), np.float32)
+    stack[:, 8:30, 10:34, 6:28] = rng.random((4, 22, 24, 22), dtype=np.float32) * 100 + 1
+    normed = zscore_stack(stack)
+    assert np.array_equal(normed[2], zscore_nonzero(stack[2]))
+    seg = SegmentationPrep(zoom=0.5)
+    cls = ClassificationPrep(shape=(16, 16, 16))
+    assert np.array_equal(prepare_segmentation(stack, seg, normed).array, prepare_segmentation(stack, seg).array)
+    assert np.array_equal(prepare_classification(stack, cls, normed).array, prepare_classification(stack, cls).array)
