@@ -7,7 +7,7 @@ Explanation section, the predicted class's map and verdict shown.
 
 Writes OUT.png (the window, 1600x1000) and, with ``--panel``, the panel alone. The user's settings are left
 alone; nothing is written into the case folder. Made docs/screenshots/explanation_panel_demo.png (the demo
-case, ``python -m braingui.app demo-case DIR``) and explanation_panel_real.png (Brats18_TCIA02_135_1).
+case, ``python -m braingui.app demo-case DIR``) and explanation_panel_real.png (Brats18_TCIA01_201_1, one of the 7 BraTS cases the classifier never saw).
 """
 
 from __future__ import annotations
