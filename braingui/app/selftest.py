@@ -19,7 +19,9 @@ Checks, in order (each reports ``name``, ``ok``, ``seconds``, ``detail``):
     a generated DICOM series is converted by the bundled dcm2niix binary and proposed as FLAIR;
 ``pipeline``
     the whole analysis (segmentation, classification, Grad-CAM) runs on it headless and its results
-    are exported (``results/``: the files of ``--no-gui --out``);
+    are exported (``results/``: the files of ``--no-gui --out``); on the CPU with OpenVINO installed the
+    segmentation must have run on OpenVINO (its device plugins are loaded at run time, which a frozen
+    build has to ship);
 ``3d surface``
     the 3D view's tumour meshes (vtk) of that segmentation, without a screen;
 ``window``
@@ -236,9 +238,24 @@ def check_pipeline(state: dict) -> dict:
         problems.append("no (finite) Grad-CAM")
     if not all(np.isfinite(v) for v in result.volumes_ml.values()):
         problems.append("non-finite volumes")
+    problems += _backend_problems(result)
     if problems:
         raise SelftestFailure("; ".join(problems), detail)
     return detail
+
+
+def _backend_problems(result) -> list[str]:
+    """The segmentation must have run on OpenVINO where it is installed and asked for (CPU, backend auto or
+    openvino): a frozen build that lacks OpenVINO's device plugins falls back to torch, slower, and only says so in
+    a warning."""
+    from braingui.inference import openvino_backend as ovb
+
+    if result.labels is None or not str(result.device or "").startswith("cpu") or not ovb.available():
+        return []
+    if ovb.requested_backend() == "torch" or "openvino" in (result.device or ""):
+        return []
+    why = [w for w in result.warnings if "OpenVINO" in w]
+    return [f"the segmentation ran in torch although OpenVINO is installed ({why[0] if why else result.device})"]
 
 
 def check_surface(state: dict) -> dict:

@@ -102,3 +102,25 @@ def test_source_selftest_passes_with_tiny_bundles(tmp_path):
     assert checks["window"]["detail"]["size"] == [1600, 1000]
     assert "skipped" in checks["3d view"]["detail"]  # offscreen: no OpenGL window
     assert (out / "selftest-window.png").is_file() and (out / "results" / "results.json").is_file()
+
+
+def test_selftest_fails_a_build_whose_segmentation_fell_back_from_openvino(monkeypatch):
+    """A frozen app without OpenVINO's device plugins falls back to torch with a warning only: --selftest says so."""
+    from types import SimpleNamespace
+
+    from braingui.app.selftest import _backend_problems
+    from braingui.inference import openvino_backend as ovb
+
+    monkeypatch.setattr(ovb, "available", lambda: True)
+    monkeypatch.setenv("BRAINGUI_BACKEND", "auto")
+    fell_back = SimpleNamespace(labels=object(), device="cpu", warnings=[
+        "demo-segresnet: OpenVINO could not convert the network (RuntimeError: ...); segmentation ran in torch"])
+    (problem,) = _backend_problems(fell_back)
+    assert "ran in torch although OpenVINO is installed" in problem and "could not convert" in problem
+    assert _backend_problems(SimpleNamespace(labels=object(), device="cpu (segmentation: openvino)", warnings=[])) == []
+    assert _backend_problems(SimpleNamespace(labels=object(), device="cuda:0", warnings=[])) == []
+    monkeypatch.setenv("BRAINGUI_BACKEND", "torch")  # asked for torch: nothing to say
+    assert _backend_problems(fell_back) == []
+    monkeypatch.setattr(ovb, "available", lambda: False)
+    monkeypatch.setenv("BRAINGUI_BACKEND", "auto")
+    assert _backend_problems(fell_back) == []
