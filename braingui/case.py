@@ -23,7 +23,7 @@ from braingui import labels as lab
 from braingui.discovery import MODALITIES, MODALITY_TITLES, MSD_CHANNELS, SCHEME_BRATS2023, SCHEME_MSD, CaseFiles, discover
 from braingui.errors import CaseError
 from braingui.geometry import Grid
-from braingui.nifti import HEADER_FIX_NOTE, open_header, read_array, read_array_viewed
+from braingui.nifti import HEADER_FIX_NOTE, open_header, read_array, read_array_viewed, read_stored, stored_integers
 from braingui.skull import skull_warning
 
 AFFINE_ROT_TOL = 1e-3
@@ -296,10 +296,4 @@ def _read_labels(path: Path, grid: Grid, hint: str | None, warnings: list[str]) 
 
 def _read_label_array(img, path: Path) -> np.ndarray:
     """Label data in its stored integer type when unscaled (faster, exact), else float32."""
-    slope, inter = img.dataobj.slope, img.dataobj.inter
-    if img.get_data_dtype().kind in "iu" and slope in (1.0, None) and inter in (0.0, None):
-        try:
-            return np.asarray(img.dataobj.get_unscaled())
-        except (EOFError, OSError, ValueError) as exc:
-            raise CaseError(f"unreadable: the image data is truncated or corrupt ({exc})", path) from exc
-    return read_array(img, path)
+    return read_stored(img, path) if stored_integers(img) else read_array(img, path)

@@ -372,28 +372,39 @@ def read_array(img: nib.Nifti1Image, path: str | os.PathLike) -> np.ndarray:
         raise CaseError(f"unreadable: the image data is truncated or corrupt ({_short(exc)})", path) from exc
 
 
+def stored_integers(img: nib.Nifti1Image) -> bool:
+    """True when the image stores integers without a scale factor: its values are the stored integers."""
+    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
+    return img.get_data_dtype().kind in "iu" and slope in (1.0, None) and inter in (0.0, None)
+
+
+def read_stored(img: nib.Nifti1Image, path: str | os.PathLike) -> np.ndarray:
+    """The voxel data in its stored type, unscaled (for :func:`stored_integers` images: exact, no float copy).
+
+    Raises:
+        CaseError: the data cannot be read (a short file).
+    """
+    try:
+        return np.asarray(img.dataobj.get_unscaled())
+    except CaseError:
+        raise
+    except _READ_ERRORS as exc:
+        raise CaseError(f"unreadable: the image data is truncated or corrupt ({_short(exc)})", path) from exc
+
+
 def read_array_viewed(img: nib.Nifti1Image, path: str | os.PathLike, view) -> np.ndarray:
     """:func:`read_array` of a 3D image, then ``view`` (e.g. :meth:`braingui.geometry.Grid.canonical_view`), as
     one C-ordered float32 array.
 
-    Integer data without scaling (most scanners' and BraTS files) is converted and reordered in one pass
-    from the file's own integers, instead of a float32 copy in file order and a second, reordered one; the
-    values are the same (integers below 2**24 are exact in float32). Anything else goes the general way.
+    Integer data without scaling of up to 16 bits (most scanners' and BraTS files) is converted and reordered
+    in one pass from the file's own integers, instead of a float32 copy in file order and a second, reordered
+    one; the values are the same (such integers are exact in float32). Anything else goes the general way.
 
     Raises:
         CaseError: as :func:`read_array`.
     """
-    proxy = img.dataobj
-    slope, inter = getattr(proxy, "slope", None), getattr(proxy, "inter", None)
-    kind = np.dtype(img.get_data_dtype()).kind
-    if slope == 1 and inter == 0 and kind in "iu" and np.dtype(img.get_data_dtype()).itemsize <= 2:
-        try:
-            raw = np.asarray(proxy.get_unscaled()).reshape(img.shape[:3])
-        except CaseError:
-            raise
-        except _READ_ERRORS as exc:
-            raise CaseError(f"unreadable: the image data is truncated or corrupt ({_short(exc)})", path) from exc
-        seen = view(raw)
+    if stored_integers(img) and img.get_data_dtype().itemsize <= 2:
+        seen = view(read_stored(img, path).reshape(img.shape[:3]))
         out = np.empty(seen.shape, dtype=np.float32)
         np.copyto(out, seen, casting="unsafe")
         return out

@@ -157,6 +157,15 @@ def open_and_wait(qtbot, win, folder, timeout_ms: int = 10000):
     return blocker.args[0]
 
 
+def analysed_window(qtbot, folder, timeout_ms: int = 10000):
+    """A window (:func:`make_window`) with ``folder`` open and its (stand-in) analysis done."""
+    win = make_window(qtbot)
+    open_and_wait(qtbot, win, folder)
+    with qtbot.waitSignal(win.analysis_done, timeout=timeout_ms):
+        win.run_analysis()
+    return win
+
+
 # ----- heat maps on demand (braingui.ui.cam_requests)
 @dataclass(frozen=True)
 class FakeClassMap:

@@ -14,7 +14,8 @@ from PySide6.QtCore import QPointF, QRectF
 from braingui.display import colormaps, planes
 from braingui.ui.pane_grid import GRADCAM_DIM
 from braingui.ui.slice_view import SIDES
-from gui_helpers import fake_result, isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
+from gui_helpers import (analysed_window, fake_result, isolated_dirs, make_window, open_and_wait,  # noqa: F401 - fixtures
+                         small_case_dir)
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
 
@@ -45,10 +46,7 @@ def settle(qtbot, win) -> None:
 
 @pytest.fixture
 def analysed(qtbot, small_case_dir):
-    win = make_window(qtbot)
-    open_and_wait(qtbot, win, small_case_dir)
-    with qtbot.waitSignal(win.analysis_done, timeout=10000):
-        win.run_analysis()
+    win = analysed_window(qtbot, small_case_dir)
     settle(qtbot, win)
     return win
 

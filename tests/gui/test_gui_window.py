@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from braingui.display import colormaps, planes
 from braingui.ui.pane_grid import gradcam_rgba
-from gui_helpers import fake_result, isolated_dirs, make_window, open_and_wait, small_case_dir  # noqa: F401 - fixtures
+from gui_helpers import (analysed_window, fake_result, isolated_dirs, make_window, open_and_wait,  # noqa: F401 - fixtures
+                         small_case_dir)
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("isolated_dirs")]
 
@@ -49,11 +50,7 @@ def assert_panes_show(win, plane, index):
 @pytest.fixture
 def analysed(qtbot, small_case_dir):
     """A window with the small case open and the stand-in analysis done."""
-    win = make_window(qtbot)
-    open_and_wait(qtbot, win, small_case_dir)
-    with qtbot.waitSignal(win.analysis_done, timeout=10000):
-        win.run_analysis()
-    return win
+    return analysed_window(qtbot, small_case_dir)
 
 
 def test_loading_a_case_shows_the_centre_slice_and_the_analysis_moves_to_the_largest_tumour(qtbot, small_case_dir):

@@ -108,6 +108,19 @@ def test_header_fuzz_is_reproducible():
     assert header_mutations(20, FUZZ_SEED) != header_mutations(20, FUZZ_SEED + 1)
 
 
+def _refused_with_peak(path, match: str):
+    """``open_header(path)`` refused with a CaseError matching ``match``; returns (the error info, peak bytes of
+    Python allocations meanwhile)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(CaseError, match=match) as info:
+            open_header(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return info, peak
+
+
 @pytest.mark.parametrize("name", ["huge-claim", "huge-claim-gz"])
 def test_a_1mb_file_claiming_1024x1024x500_is_refused_without_allocating_it(tmp_path, monkeypatch, name):
     broken = next(b for b in BROKEN if b.name == name)
@@ -118,13 +131,7 @@ def test_a_1mb_file_claiming_1024x1024x500_is_refused_without_allocating_it(tmp_
 
     monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "__array__", no_read)
     monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "get_unscaled", no_read)
-    tracemalloc.start()
-    try:
-        with pytest.raises(CaseError, match="2097152352 bytes") as info:
-            open_header(named)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    info, peak = _refused_with_peak(named, "2097152352 bytes")
     assert info.value.path == str(named)
     assert peak < 40 * 1024**2, f"peak Python allocation {peak / 1024**2:.0f} MiB"
 
@@ -135,13 +142,7 @@ def test_a_gzip_length_field_out_of_line_is_checked_within_a_memory_bound(tmp_pa
     path = write_nifti(tmp_path / "t1.nii.gz", rng.normal(size=(40, 40, 30)).astype(np.float32), LPS_AFFINE)
     raw = path.read_bytes()
     path.write_bytes(raw[:-4] + (0xFFFF0000).to_bytes(4, "little"))
-    tracemalloc.start()
-    try:
-        with pytest.raises(CaseError, match=r"^.*: corrupt: the gzip length field does not match") as info:
-            open_header(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    info, peak = _refused_with_peak(path, r"^.*: corrupt: the gzip length field does not match")
     assert info.value.path == str(path) and peak < 20 * 1024**2
 
 
@@ -151,13 +152,7 @@ def test_a_decompression_bomb_stops_at_the_bound(tmp_path, monkeypatch):
     body = nib.Nifti1Image(np.ones((40, 40, 30), np.float32), LPS_AFFINE).to_bytes()
     path = tmp_path / "t1.nii.gz"
     path.write_bytes(gzip.compress(body + bytes(8 * 1024**2), compresslevel=1))
-    tracemalloc.start()
-    try:
-        with pytest.raises(CaseError, match="far more than the header describes") as info:
-            open_header(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    info, peak = _refused_with_peak(path, "far more than the header describes")
     assert info.value.path == str(path) and peak < 6 * 1024**2
 
 
