@@ -209,8 +209,9 @@ class PaneGrid(QWidget):
         v = self.views
         if ctx.case is None:
             for key, view in v.items():
-                for layer in view.items:
+                for layer in view.layers:
                     view.set_layer(layer, None)
+                view.commit()
                 view.set_label_text("info", "")
                 view.set_segments([])
                 view.set_label_text("message", "Open a case: File \u25b8 Open folder, or drop a case folder here"
@@ -242,6 +243,7 @@ class PaneGrid(QWidget):
         row, col = planes.voxel_to_pixel(ctx.cursor, ctx.shape, ctx.plane, ctx.convention)
         segments = ctx.annotation_segments()  # RANO diameters on their slice, the ruler
         for view in v.values():
+            view.commit()
             view.set_crosshair(row, col)
             view.set_segments(segments)
 

@@ -3,6 +3,7 @@ reaches the screen, and reading a pane never sees a stale slice."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from braingui.ui.pane_grid import COALESCE_MS
@@ -43,7 +44,8 @@ def test_reading_a_pane_draws_a_waiting_change_first(qtbot, win):
     assert panes.refresh_pending and _shown_slice(panes.views["overlay"]) == 3
     base = panes.views["overlay"].layer_image("base")  # a reader flushes
     assert not panes.refresh_pending and _shown_slice(panes.views["overlay"]) == 5
-    assert base is panes.views["overlay"].items["base"].image
+    original = panes.views["original"]  # and the pane draws it: the composed image is of slice 5
+    np.testing.assert_array_equal(original.shown_image()[..., 2::-1], original.layer_image("base")[..., :3])
 
 
 def test_a_new_plane_is_drawn_at_once_even_inside_the_interval(qtbot, win):

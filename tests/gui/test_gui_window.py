@@ -182,10 +182,33 @@ def test_window_level_by_right_drag_and_control(analysed):
     assert inside.any() and ((shown[inside] > 0) & (shown[inside] < 255)).all()
 
 
+def test_a_pane_paints_its_layers_blended_in_their_colours(analysed):
+    """What the segmentation pane paints (a grab) is its layers composed into one image: inside edema the
+    label colour over the anatomy at the fill's opacity, red as red (the BGRA byte order of the one image)."""
+    from braingui.labels import LABEL_COLOURS
+
+    win = analysed
+    win.look.seg_opacity.setValue(60)
+    view = win.panes.views["segmentation"]
+    base, fill = view.layer_image("base"), view.layer_image("fill")
+    labels = planes.display_slice(win.ctx.labels, "axial", win.ctx.slice_index)
+    interior = (labels == 2) & np.roll(labels == 2, 2, 0) & np.roll(labels == 2, -2, 0) \
+        & np.roll(labels == 2, 2, 1) & np.roll(labels == 2, -2, 1)  # edema 2 pixels deep: no scaled edge
+    assert interior.any()
+    r, c = np.argwhere(interior)[len(np.argwhere(interior)) // 2]
+    a = fill[r, c, 3] / 255 * 0.6
+    expect = (1 - a) * base[r, c, :3] + a * np.array(LABEL_COLOURS[2])
+    np.testing.assert_allclose(view.shown_image()[r, c, 2::-1], expect, atol=2.0)  # B, G, R -> R, G, B; Qt rounds
+    ry, rx = view.pixel_mm
+    point = view.view_to_viewport((c + 0.5) * rx, (r + 0.5) * ry)
+    colour = view.grab().toImage().pixelColor(int(point.x()), int(point.y()))
+    np.testing.assert_allclose([colour.red(), colour.green(), colour.blue()], expect, atol=3.0)
+
+
 def test_opacity_and_colormap_controls(analysed):
     win = analysed
     win.look.seg_opacity.setValue(25)
-    assert win.panes.views["segmentation"].items["fill"].opacity() == pytest.approx(0.25)
+    assert win.panes.views["segmentation"].layer_opacity("fill") == pytest.approx(0.25)
     win.look.colormap.setCurrentIndex(win.look.colormap.findData("inferno"))
     win.look.colormap.activated.emit(win.look.colormap.currentIndex())
     assert win.colorbar.colormap == "inferno"
