@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--class-weights", choices=("none", "balanced"), default="none",
                    help="cross-entropy class weights (balanced: inverse class frequency)")
     o.add_argument("--val-every", type=int, default=0, help="validate every N steps (default: every epoch)")
+    o.add_argument("--ovr-weight", type=float, default=0.0,
+                   help="weight of a one-vs-rest logistic loss added to the cross-entropy (default 0: off): each "
+                        "class logit trained towards 1 for its class and 0 otherwise, all three towards 0 for a "
+                        "tumour-free case (N), so that a class's logit, and the heat map taken of it, rises only "
+                        "with evidence for that class (see ovr_targets)")
     return p
 
 
@@ -172,6 +177,29 @@ def soft_targets(labels: list[str]) -> np.ndarray:
         else:
             out[i, CPM_CLASSES.index(label)] = 1.0
     return out
+
+
+def ovr_targets(labels: list[str]) -> np.ndarray:
+    """One-vs-rest targets ``(N, 3)`` for the logistic loss of ``--ovr-weight``: one-hot for A / O / G, all zero for
+    a tumour-free case (``N``: no evidence for any class).
+
+    Softmax cross-entropy fixes the logits only up to a constant per case, so the logit of an A call can rise
+    with anything the case has (or lacks) anywhere in the brain, and its Grad-CAM with it; a logistic loss per
+    logit anchors each logit to the presence of its own class's tumour."""
+    out = np.zeros((len(labels), len(CPM_CLASSES)), dtype=np.float32)
+    for i, label in enumerate(labels):
+        if label != NO_TUMOUR:
+            out[i, CPM_CLASSES.index(label)] = 1.0
+    return out
+
+
+def classification_loss(logits: torch.Tensor, soft: torch.Tensor, ovr: torch.Tensor, ce: torch.nn.Module,
+                        ovr_weight: float) -> torch.Tensor:
+    """Cross-entropy against the soft targets, plus ``ovr_weight`` x the one-vs-rest logistic loss."""
+    loss = ce(logits, soft)
+    if ovr_weight > 0:
+        loss = loss + ovr_weight * torch.nn.functional.binary_cross_entropy_with_logits(logits, ovr)
+    return loss
 
 
 def evaluate_split(model, samples, labels, device) -> dict:
@@ -281,6 +309,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
     log.info("preprocessed inputs %s ready in %.1f s (cache %s)", tuple(prep.shape), time.time() - t0, cache)
     train, val = data[0], data[1]
     y_train = soft_targets([c.label for c in parts[0]])
+    y_ovr = ovr_targets([c.label for c in parts[0]])
 
     name, kwargs = network_config(args)
     from braingui.inference.networks import build_network
@@ -326,7 +355,7 @@ def train(args: argparse.Namespace, device: torch.device) -> int:
             images = [augment(im, rng) for im in images]
         x = torch.from_numpy(np.stack(images)).to(device)
         y = torch.from_numpy(y_train[idx]).to(device)
-        loss = loss_fn(model(x), y)
+        loss = classification_loss(model(x), y, torch.from_numpy(y_ovr[idx]).to(device), loss_fn, args.ovr_weight)
         step = common.optimiser_step(loss, optimizer, step, recent, progress)
         if step % args.log_every == 0 or step == total:
             log.info("step %d/%d epoch %.2f loss %.4f %.2f s/step", step, total, step / steps_per_epoch,

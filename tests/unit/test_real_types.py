@@ -133,6 +133,27 @@ def test_soft_targets_and_no_tumour_scoring():
     assert m["no_tumour"]["mean_top_probability"] == pytest.approx((1.0 + 1 / 3) / 2, abs=1e-3)
 
 
+def test_one_vs_rest_loss_anchors_each_logit_to_its_own_class():
+    """Softmax cross-entropy cannot tell logits (5, 5, 5) from (-5, -5, -5) on a tumour-free case, nor lifting A's
+    logit from lowering the others on an A case; the one-vs-rest term (``--ovr-weight``) can: it wants every logit
+    low without a tumour and only the true class's logit high."""
+    from training.train_classification import classification_loss, ovr_targets, soft_targets
+
+    labels = ["A", "N"]
+    assert np.array_equal(ovr_targets(["A", "O", "G", "N"]), [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    soft, ovr = torch.from_numpy(soft_targets(labels)), torch.from_numpy(ovr_targets(labels))
+    ce = torch.nn.CrossEntropyLoss()
+    high = torch.tensor([[8.0, 4.0, 4.0], [5.0, 5.0, 5.0]])  # A above the rest by 4; N: all high
+    low = torch.tensor([[4.0, 0.0, 0.0], [-5.0, -5.0, -5.0]])  # the same differences, lower
+    assert classification_loss(high, soft, ovr, ce, 0.0) == pytest.approx(float(classification_loss(low, soft, ovr, ce, 0.0)))
+    assert classification_loss(high, soft, ovr, ce, 0.0) == pytest.approx(float(ce(high, soft)))
+    with_ovr_high = float(classification_loss(high, soft, ovr, ce, 1.0))
+    with_ovr_low = float(classification_loss(low, soft, ovr, ce, 1.0))
+    assert with_ovr_low < with_ovr_high - 1.0
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(low, ovr)
+    assert with_ovr_low == pytest.approx(float(ce(low, soft) + bce), rel=1e-6)
+
+
 def test_init_starts_from_a_bundle(tmp_path, generated):
     """--init loads a bundle's weights (sha256-checked): with lr 0 the final weights are the bundle's."""
     from braingui.inference.bundle import load_state_dict
