@@ -145,8 +145,10 @@ def main() -> int:
         print(f"        CPU time of the process during each analysis (all threads; steadier on a shared machine): "
               f"first {c_first:.2f} s, warm median {c_warm:.2f} s: ratio {c_first / c_warm:.2f}")
         print(f"        set-up: {setup}; whole process {r['process_s']:.1f} s; device {r['device']}")
-        st = r["stages"][-1]
+        first_st, st = r["stages"][0], r["stages"][-1]
         print("        warm run stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in st.items()))
+        print("        first run, each stage against the warm run: " + ", ".join(
+            f"{k} {v:.2f} s ({v - st.get(k, 0.0):+.2f})" for k, v in first_st.items()))
     return 0
 
 

@@ -17,11 +17,22 @@ allow-list per network (:data:`ALLOWED_KWARGS`), with a type and a range for eac
 expected, NaN and infinities, and sizes beyond the small limits below (a manifest cannot ask for a
 network of gigabytes). :func:`build_network` can build on torch's ``meta`` device (no memory), which
 :mod:`braingui.inference.bundle` does to compare the weights' shapes before it builds the real network.
+
+MONAI's package import loads every subpackage, and with them optional packages that no network needs
+(matplotlib, pandas, scikit-image, ``scipy.signal``: about 1.8 s of the 3.5-4 s measured here, issue 15).
+The first import here (:func:`monai_nets`) is made with those left out, as in an environment without them
+(MONAI's ``optional_import`` records them missing); they stay importable for everything else, other
+threads at once (medcam, training) and this one afterwards. ``BRAINGUI_FULL_MONAI_IMPORT=1`` imports
+MONAI as it is.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import math
+import os
+import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -242,8 +253,8 @@ def build_network(name: str, kwargs: dict[str, Any], for_inference: bool = False
     if name not in NETWORKS:
         raise KeyError(f"unknown network {name!r} (known: {', '.join(NETWORK_NAMES)})")
     import torch
-    from monai.networks import nets
 
+    nets = monai_nets()
     kwargs = _fix_kwargs(kwargs)
     if for_inference and name == "SegResNetVAE":
         name = "SegResNet"
@@ -261,7 +272,46 @@ def import_network_modules() -> None:
     """Import what :func:`build_network` needs (torch, ``monai.networks.nets``; seconds: MONAI's package
     import loads all of its subpackages), e.g. in a background thread before the first network is built."""
     import torch  # noqa: F401
-    from monai.networks import nets  # noqa: F401
+
+    monai_nets()
+
+
+LEAN_IMPORT_SKIPS = ("matplotlib", "pandas", "skimage", "scipy.signal")
+"""Packages left out of MONAI's package import (:func:`monai_nets`): optional for MONAI, unused by its
+networks, and together about half of its import time here."""
+
+
+class _SkipInThread(importlib.abc.MetaPathFinder):
+    """An import finder that refuses :data:`LEAN_IMPORT_SKIPS` (and their submodules) to one thread only:
+    another thread importing them meanwhile (the window colouring with matplotlib's tables) is not
+    affected."""
+
+    def __init__(self, names: tuple[str, ...], thread: int):
+        self.names, self.thread = names, thread
+
+    def find_spec(self, fullname, path=None, target=None):
+        if threading.get_ident() == self.thread and any(fullname == n or fullname.startswith(n + ".")
+                                                        for n in self.names):
+            raise ModuleNotFoundError(f"{fullname} is left out of braingui's MONAI import", name=fullname)
+        return None
+
+
+def monai_nets():
+    """``monai.networks.nets``; the first import of MONAI leaves out :data:`LEAN_IMPORT_SKIPS` (see the module
+    docstring) unless ``$BRAINGUI_FULL_MONAI_IMPORT`` is ``1``."""
+    if "monai" not in sys.modules and os.environ.get("BRAINGUI_FULL_MONAI_IMPORT") != "1":
+        finder = _SkipInThread(LEAN_IMPORT_SKIPS, threading.get_ident())
+        sys.meta_path.insert(0, finder)
+        try:
+            import monai.networks.nets  # noqa: F401
+        except ImportError:  # a MONAI that needs one of them after all: forget the half import, import it whole
+            for name in [m for m in sys.modules if m == "monai" or m.startswith("monai.")]:
+                del sys.modules[name]
+        finally:
+            sys.meta_path.remove(finder)
+    from monai.networks import nets
+
+    return nets
 
 
 def _skip_inplace_on_meta():
