@@ -216,6 +216,30 @@ def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = Fals
     return write_bundle(out, manifest, state, fp16=fp16)
 
 
+def update_card(folder: str | Path, extra_card: dict) -> dict:
+    """Merge ``extra_card`` into the model card of the bundle in ``folder`` without its checkpoint (training runs
+    under runs/ do not outlive a session): the weights are not touched and must still match the manifest's
+    sha256; the manifest is re-validated and replaced atomically. Returns the new model card.
+
+    Raises:
+        SystemExit: weights that do not match, or a manifest that no longer validates.
+    """
+    from braingui.atomic import write_bytes
+    from braingui.inference.bundle import sha256_file
+    from braingui.inference.manifest import MANIFEST_NAME, parse_manifest, read_bundle
+
+    folder = Path(folder)
+    bundle = read_bundle(folder)
+    if sha256_file(bundle.weights_path) != bundle.manifest.sha256:
+        raise SystemExit(f"{bundle.weights_path}: the weights do not match the manifest's sha256; not updated")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["model_card"] = {**manifest.get("model_card", {}), **extra_card}
+    parse_manifest(json.loads(json.dumps(manifest)), folder)
+    write_bytes((json.dumps(manifest, indent=2) + "\n").encode("utf-8"), folder / MANIFEST_NAME)  # as write_bundle
+    read_bundle(folder)
+    return manifest["model_card"]
+
+
 def training_input_statistics(train_cases: list[str], data: str | Path, channels: tuple[str, ...]) -> dict:
     """The manifest's ``input_statistics``: z-scored intensity quantiles of the real training cases.
 
@@ -242,9 +266,11 @@ def training_input_statistics(train_cases: list[str], data: str | Path, channels
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.export_bundle", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--checkpoint", required=True, type=Path, help="final.pt or best.pt of a training run")
-    p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
-    p.add_argument("--name", required=True, help="bundle name (e.g. demo-segresnet)")
+    p.add_argument("--checkpoint", type=Path, help="final.pt or best.pt of a training run")
+    p.add_argument("--out", type=Path, help="bundle folder to write")
+    p.add_argument("--name", help="bundle name (e.g. demo-segresnet)")
+    p.add_argument("--update-card", type=Path, default=None, metavar="BUNDLE",
+                   help="merge --card into this existing bundle's model card (no checkpoint needed; weights kept)")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
     p.add_argument("--metrics", type=Path, default=None,
                    help="metrics.json of training.evaluate, copied into the model card")
@@ -263,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder of the real training cases (segmentation): stores their intensity statistics in "
                         "the manifest (input_statistics) for the app's input quality check")
     args = p.parse_args(argv)
+    if args.update_card is not None:
+        if args.card is None:
+            p.error("--update-card needs --card")
+        card = update_card(args.update_card, json.loads(args.card.read_text()))
+        print(f"updated the model card of {args.update_card} ({len(card)} fields); weights unchanged")
+        return 0
+    if not (args.checkpoint and args.out and args.name):
+        p.error("--checkpoint, --out and --name are required (or --update-card BUNDLE --card CARD)")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     extra = json.loads(args.card.read_text()) if args.card else None
     bundle = export(args.checkpoint, args.out, args.name, args.fp16, metrics, args.summary, args.training_data,

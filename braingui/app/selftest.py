@@ -79,6 +79,12 @@ def _braingui_modules() -> list[str]:
 def check_imports(state: dict) -> dict:
     import importlib
 
+    from braingui.inference import networks
+
+    lean = "monai" not in sys.modules  # MONAI's first import, as the app makes it (issue 15)
+    before = {n for n in networks.LEAN_IMPORT_SKIPS if n in sys.modules}
+    networks.monai_nets()
+    lean_loaded = [n for n in networks.LEAN_IMPORT_SKIPS if n in sys.modules and n not in before] if lean else []
     modules = _braingui_modules() + list(LAZY_IMPORTS)
     failed = {}
     for name in modules:
@@ -92,9 +98,13 @@ def check_imports(state: dict) -> dict:
 
     detail = {"modules": len(modules), "braingui_modules": len(_braingui_modules()), "failed": failed,
               "torch": torch.__version__, "cuda": bool(torch.cuda.is_available()), "numpy": numpy.__version__,
-              "PySide6": PySide6.__version__}
+              "PySide6": PySide6.__version__, "monai_lean_import": "not first" if not lean else
+              "fell back to the whole import" if lean_loaded else "ok"}
     if failed:
         raise SelftestFailure(f"{len(failed)} module(s) failed to import: {', '.join(sorted(failed))}", detail)
+    if lean_loaded:
+        raise SelftestFailure(f"MONAI's lean import loaded {', '.join(lean_loaded)} (it fell back to the whole "
+                              "import: seconds more at every start)", detail)
     return detail
 
 

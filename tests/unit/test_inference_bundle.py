@@ -247,3 +247,23 @@ def test_monai_zoo_manifest_loads_and_runs(tmp_path):
     with torch.no_grad():
         assert torch.allclose(net(x), zoo(x), atol=1e-5)
     assert len(load_state_dict(bundle)) == len(zoo.state_dict())
+
+
+def test_update_card_merges_into_the_card_and_leaves_the_weights(seg_bundle, tmp_path):
+    """``python -m training.export_bundle --update-card BUNDLE --card CARD`` (the checkpoint may be gone)."""
+    from training.export_bundle import main as export_main
+
+    weights = (seg_bundle / "weights.pt").read_bytes()
+    before = read_bundle(seg_bundle).manifest.model_card
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"comparison": {"WT": 0.5}, "limitations": "new text"}))
+    assert export_main(["--update-card", str(seg_bundle), "--card", str(card)]) == 0
+    after = read_bundle(seg_bundle).manifest.model_card
+    assert after["comparison"] == {"WT": 0.5} and after["limitations"] == "new text"
+    assert {k: v for k, v in after.items() if k not in ("comparison", "limitations")} == \
+        {k: v for k, v in before.items() if k != "limitations"}
+    assert (seg_bundle / "weights.pt").read_bytes() == weights
+    load_network(read_bundle(seg_bundle))  # still loads, sha256 and all
+    (seg_bundle / "weights.pt").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(SystemExit, match="do not match"):
+        export_main(["--update-card", str(seg_bundle), "--card", str(card)])

@@ -67,3 +67,22 @@ def test_the_skip_applies_to_the_importing_thread_only():
     other.start()
     other.join()
     assert seen == [None]  # another thread imports it as usual
+
+
+def test_the_selftest_fails_an_app_whose_monai_import_was_not_lean():
+    """``--selftest``'s import check (also in the frozen app) names the packages a whole MONAI import loaded."""
+    import json
+    import os
+
+    code = ("import json, sys; sys.path.insert(0, %r)\n"
+            "from braingui.app.selftest import SelftestFailure, check_imports\n"
+            "try:\n    d = check_imports({}); print(json.dumps(['passed', d['monai_lean_import']]))\n"
+            "except SelftestFailure as exc:\n    print(json.dumps(['failed', str(exc)]))\n") % str(ROOT)
+    said = {}
+    for full in ("0", "1"):
+        env = {**os.environ, "BRAINGUI_FULL_MONAI_IMPORT": full, "QT_QPA_PLATFORM": "offscreen"}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        said[full] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["0"] == ["passed", "ok"]
+    assert said["1"][0] == "failed" and "lean import loaded" in said["1"][1] and "matplotlib" in said["1"][1]
