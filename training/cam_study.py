@@ -128,15 +128,72 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--faith-real", type=int, default=None, help="real cases that get them (default all)")
     t.add_argument("--draws", type=int, default=3, help="randomisation draws (default 3, as the app)")
     t.add_argument("--random-draws", type=int, default=2, help="random deletion draws (default 2, as the app)")
+    p.add_argument("--per-class", action="store_true",
+                   help="the map of every class, not only the predicted one, on the real cases (--brats, --real-cases): "
+                        "does 'why A' point at the tumour as 'why G' does? (--methods / --layers: the first of each; "
+                        "default the bundle's)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
+    if args.per_class:
+        return per_class_study(args)
     if args.table or args.cpm is None:
         return run_table(args)
     return layer_study(args)
+
+
+def per_class_study(args: argparse.Namespace) -> int:
+    """``--per-class``: localisation of each class's map on each real case, on the classifier's input grid (the
+    app's :func:`braingui.explanation.localisation` against the case's own whole tumour resampled there).
+    Prints one line per case and, per class, the mean enrichment and the pointing game over the cases;
+    writes ``per_class.json`` into ``--out``."""
+    from braingui.explanation import brain_mask, localisation
+    from braingui.inference.manifest import read_bundle
+    from braingui.inference.predictor import Predictor
+    from braingui.preprocess import prepare_classification
+    from training import common
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = common.file_logger(f"training.cam_study.{args.out}", args.out / "per_class.log")
+    bundle = read_bundle(args.cls_bundle)
+    model = Predictor("cpu").load(bundle)
+    method, layer = model.cam_choice((args.methods or [None])[0], (args.layers or [None])[0])
+    classes = list(bundle.manifest.classification.classes)
+    args.no_synthetic = True
+    plan = [c for c in case_plan(args, dict(bundle.manifest.model_card), log) if c["set"] == "real"]
+    if not plan:
+        raise SystemExit(f"--per-class: no real cases in {args.brats}")
+    rows = []
+    for c in plan:
+        case = load_ref(c["ref"])
+        inp = prepare_classification(case.stack(model.prep.channels), model.prep)
+        wt = inp.grid_map.forward(lab.regions(case.labels)["WT"].astype(np.float32)) > 0.5
+        brain = brain_mask(inp.array)
+        row = {"case": c["case"], "grade": c["grade"], "maps": {}}
+        for k, code in enumerate(classes):
+            probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer)
+            loc = localisation(cam, wt, brain)
+            row["maps"][code] = {"enrichment": loc.enrichment, "mass_in_wt": loc.mass_in_wt, "peak_in_wt": loc.peak_in_wt}
+        row["probabilities"] = {code: float(p) for code, p in zip(classes, probs)}
+        row["predicted"] = classes[int(np.argmax(probs))]
+        rows.append(row)
+        print(f"{c['case']:26s} {c['grade'] or '?':3s} predicted {row['predicted']} "
+              + " | ".join(f"{code}: enrichment {m['enrichment']:5.2f}, peak {'in WT ' if m['peak_in_wt'] else 'outside'}"
+                           for code, m in row["maps"].items()), flush=True)
+    summary = {}
+    for code in classes:
+        e = [r["maps"][code]["enrichment"] for r in rows]
+        hits = sum(bool(r["maps"][code]["peak_in_wt"]) for r in rows)
+        summary[code] = {"mean_enrichment": float(np.nanmean(e)), "peak_in_wt": hits, "n": len(rows)}
+        print(f"map of class {code} ({method} at {layer}): mean enrichment {summary[code]['mean_enrichment']:.2f}, "
+              f"hottest voxel in WT {hits}/{len(rows)}")
+    common.write_json(args.out / "per_class.json", {"bundle": bundle.name, "sha256": bundle.manifest.sha256,
+                                                   "method": method, "layer": layer, "grid": "classifier input",
+                                                   "summary": summary, "cases": rows})
+    return 0
 
 
 def layer_study(args: argparse.Namespace) -> int:

@@ -205,3 +205,36 @@ def test_a_rerun_resumes_and_other_settings_are_refused(table_run):
     assert "0 to do" in (root / "out" / "cam_table.log").read_text()
     with pytest.raises(SystemExit, match="other settings"):
         main([a if a != "2" else "3" for a in argv])  # --draws 3
+
+
+def test_per_class_scores_every_class_map_as_the_app_does(table_run, capsys):
+    """``--per-class``: one map per class and case (not only the predicted class's), each scored with the app's
+    localisation against the case's own whole tumour on the classifier's grid."""
+    from braingui.explanation import brain_mask, localisation
+    from braingui.inference.manifest import read_bundle
+    from braingui.inference.predictor import Predictor
+    from braingui.preprocess import prepare_classification
+    from training.cam_study import main
+    from training.data import brats_cases, load_ref
+
+    root, bundle_dir, _ = table_run
+    out = root / "per_class"
+    capsys.readouterr()
+    assert main(["--per-class", "--cls-bundle", str(bundle_dir), "--brats", str(root / "brats"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "per_class.json").read_text())
+    assert [c["case"] for c in report["cases"]] == ["SYNTHETIC_real_0", "SYNTHETIC_real_1"]
+    model = Predictor("cpu").load(read_bundle(bundle_dir))
+    case = load_ref(next(r for r in brats_cases(root / "brats") if r.name == "SYNTHETIC_real_1"))
+    inp = prepare_classification(case.stack(model.prep.channels), model.prep)
+    wt = inp.grid_map.forward(lab.regions(case.labels)["WT"].astype(np.float32)) > 0.5
+    for k, code in enumerate(("A", "O", "G")):
+        _, cam = model.explain(inp.array, class_index=k)
+        loc = localisation(cam, wt, brain_mask(inp.array))
+        got = report["cases"][1]["maps"][code]
+        assert got["enrichment"] == pytest.approx(loc.enrichment, rel=1e-5) and got["peak_in_wt"] == loc.peak_in_wt
+        hits = sum(c["maps"][code]["peak_in_wt"] for c in report["cases"])
+        assert report["summary"][code]["peak_in_wt"] == hits
+        assert f"map of class {code} " in printed and f"hottest voxel in WT {hits}/2" in printed
+    maps = report["cases"][1]["maps"]
+    assert len({round(m["enrichment"], 6) for m in maps.values()}) > 1  # three different maps, not one three times
