@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the map of every class, not only the predicted one, on the real cases (--brats, --real-cases): "
                         "does 'why A' point at the tumour as 'why G' does? (--methods / --layers: the first of each; "
                         "default the bundle's)")
+    p.add_argument("--target", choices=("logit", "logprob"), default="logit",
+                   help="--per-class: the score the maps explain: the class's logit (the app's maps) or its log-softmax "
+                        "(evidence for the class against the other two; HiResCAM only)")
     return p
 
 
@@ -143,6 +146,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.table or args.cpm is None:
         return run_table(args)
     return layer_study(args)
+
+
+def _hirescam_logprob(model, array: np.ndarray, layer: str, class_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """HiResCAM of the class's log-softmax ``y_c - logsumexp(y)`` instead of its logit (what raises this class's
+    probability against the other two), on the input grid in [0, 1]; ``(probabilities, map)``."""
+    from braingui.inference.cam_methods import _combine, normalise, upsample
+    from braingui.inference.predictor import softmax
+
+    network = model.network.eval()
+    module = dict(network.named_modules())[layer]
+    store: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
+    x = model.tensor(array)
+    try:
+        with torch.enable_grad():
+            logits = network(x)
+            (grad,) = torch.autograd.grad(torch.log_softmax(logits, 1)[0, class_index], store["act"])
+    finally:
+        handle.remove()
+    return softmax(logits), upsample(normalise(_combine("hirescam", grad, store["act"])), x.shape[2:])
 
 
 def per_class_study(args: argparse.Namespace) -> int:
@@ -161,6 +184,10 @@ def per_class_study(args: argparse.Namespace) -> int:
     bundle = read_bundle(args.cls_bundle)
     model = Predictor("cpu").load(bundle)
     method, layer = model.cam_choice((args.methods or [None])[0], (args.layers or [None])[0])
+    if args.target == "logprob":
+        if method != "hirescam":
+            raise SystemExit("--target logprob: HiResCAM only (--methods hirescam)")
+        method = "hirescam of the log-softmax"
     classes = list(bundle.manifest.classification.classes)
     args.no_synthetic = True
     plan = [c for c in case_plan(args, dict(bundle.manifest.model_card), log) if c["set"] == "real"]
@@ -174,7 +201,10 @@ def per_class_study(args: argparse.Namespace) -> int:
         brain = brain_mask(inp.array)
         row = {"case": c["case"], "grade": c["grade"], "maps": {}}
         for k, code in enumerate(classes):
-            probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer)
+            if args.target == "logprob":
+                probs, cam = _hirescam_logprob(model, inp.array, layer, k)
+            else:
+                probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer)
             loc = localisation(cam, wt, brain)
             row["maps"][code] = {"enrichment": loc.enrichment, "mass_in_wt": loc.mass_in_wt, "peak_in_wt": loc.peak_in_wt}
         row["probabilities"] = {code: float(p) for code, p in zip(classes, probs)}

@@ -238,3 +238,44 @@ def test_per_class_scores_every_class_map_as_the_app_does(table_run, capsys):
         assert f"map of class {code} " in printed and f"hottest voxel in WT {hits}/2" in printed
     maps = report["cases"][1]["maps"]
     assert len({round(m["enrichment"], 6) for m in maps.values()}) > 1  # three different maps, not one three times
+
+
+def test_per_class_log_softmax_target_explains_the_probability_not_the_logit(table_run):
+    """``--per-class --target logprob``: HiResCAM of ``log_softmax(y)[c]``; it equals a map computed by hand and
+    differs from the logit's map (which the app draws)."""
+    import torch.nn.functional as F
+
+    from braingui.explanation import brain_mask, localisation
+    from braingui.inference.manifest import read_bundle
+    from braingui.inference.predictor import Predictor
+    from braingui.preprocess import prepare_classification
+    from training.cam_study import main
+    from training.data import brats_cases, load_ref
+
+    root, bundle_dir, _ = table_run
+    argv = ["--per-class", "--cls-bundle", str(bundle_dir), "--brats", str(root / "brats"), "--methods", "hirescam"]
+    assert main(argv + ["--target", "logprob", "--out", str(root / "lp")]) == 0
+    assert main(argv + ["--out", str(root / "logit")]) == 0
+    lp = json.loads((root / "lp" / "per_class.json").read_text())
+    logit = json.loads((root / "logit" / "per_class.json").read_text())
+    assert lp["method"] == "hirescam of the log-softmax" and logit["method"] == "hirescam"
+    model = Predictor("cpu").load(read_bundle(bundle_dir))
+    case = load_ref(next(r for r in brats_cases(root / "brats") if r.name == "SYNTHETIC_real_0"))
+    inp = prepare_classification(case.stack(model.prep.channels), model.prep)
+    wt = inp.grid_map.forward(lab.regions(case.labels)["WT"].astype(np.float32)) > 0.5
+    x = model.tensor(inp.array)
+    net = model.network.eval()
+    acts = {}
+    handle = dict(net.named_modules())["features.denseblock1"].register_forward_hook(
+        lambda _m, _i, out: acts.__setitem__("a", out))
+    with torch.enable_grad():
+        logits = net(x)
+        (g,) = torch.autograd.grad(torch.log_softmax(logits, 1)[0, 0], acts["a"])
+    handle.remove()
+    raw = F.relu((g * acts["a"]).sum(1, keepdim=True)).detach()
+    raw = (raw - raw.min()) / (raw.max() - raw.min())
+    cam = F.interpolate(raw, size=tuple(x.shape[2:]), mode="trilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+    expect = localisation(cam, wt, brain_mask(inp.array)).enrichment
+    assert lp["cases"][0]["maps"]["A"]["enrichment"] == pytest.approx(expect, rel=1e-4)
+    assert any(abs(lp["cases"][i]["maps"][c]["enrichment"] - logit["cases"][i]["maps"][c]["enrichment"]) > 1e-3
+               for i in range(2) for c in ("A", "O", "G"))
