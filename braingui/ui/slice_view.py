@@ -23,7 +23,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen, QPixmap, QTransform
 
-
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 SEGMENT_COLOURS = {"longest": "#ffd23f", "perpendicular": "#3fe0ff", "ruler": "#ffffff"}
@@ -151,7 +150,6 @@ class SliceView(pg.GraphicsView):
         self.setCentralItem(self.vb)
         self._layers: dict[str, tuple[np.ndarray, float]] = {}  # shown layer -> (RGBA image, opacity)
         self._stale = False  # layers changed since the image was composed
-        self._target: QImage | None = None
         self.image_item = _PaneImage(axisOrder="row-major")  # the layers composed into one image (commit)
         self.vb.addItem(self.image_item)
         self.h_line = pg.InfiniteLine(angle=0, pen=CROSSHAIR_PEN, movable=False)
@@ -402,7 +400,8 @@ class SliceView(pg.GraphicsView):
             self.image_item.setVisible(False)
             return
         rows, cols = layers[0][0].shape[:2]
-        target = QImage(cols, rows, QImage.Format.Format_ARGB32_Premultiplied)
+        shown = np.empty((rows, cols, 4), dtype=np.uint8)  # numpy owns the pixels; Qt paints into them
+        target = pg.functions.ndarray_to_qimage(shown, QImage.Format.Format_ARGB32_Premultiplied)
         target.fill(QColor(0, 0, 0))  # the pane's black background
         painter = QPainter(target)
         for image, opacity in layers:
@@ -410,9 +409,7 @@ class SliceView(pg.GraphicsView):
             painter.setOpacity(opacity)
             painter.drawImage(0, 0, pg.functions.ndarray_to_qimage(rgba, QImage.Format.Format_RGBA8888))
         painter.end()
-        self._target = target  # owns the memory the item's array views
-        shown = np.frombuffer(target.constBits(), dtype=np.uint8).reshape(rows, target.bytesPerLine() // 4, 4)
-        self.image_item.setImage(shown[:, :cols], autoLevels=False)
+        self.image_item.setImage(shown, autoLevels=False)
         self.image_item.setVisible(True)
 
     def shown_image(self) -> np.ndarray | None:
