@@ -148,26 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     return layer_study(args)
 
 
-def _hirescam_logprob(model, array: np.ndarray, layer: str, class_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """HiResCAM of the class's log-softmax ``y_c - logsumexp(y)`` instead of its logit (what raises this class's
-    probability against the other two), on the input grid in [0, 1]; ``(probabilities, map)``."""
-    from braingui.inference.cam_methods import _combine, normalise, upsample
-    from braingui.inference.predictor import softmax
-
-    network = model.network.eval()
-    module = dict(network.named_modules())[layer]
-    store: dict[str, torch.Tensor] = {}
-    handle = module.register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
-    x = model.tensor(array)
-    try:
-        with torch.enable_grad():
-            logits = network(x)
-            (grad,) = torch.autograd.grad(torch.log_softmax(logits, 1)[0, class_index], store["act"])
-    finally:
-        handle.remove()
-    return softmax(logits), upsample(normalise(_combine("hirescam", grad, store["act"])), x.shape[2:])
-
-
 def per_class_study(args: argparse.Namespace) -> int:
     """``--per-class``: localisation of each class's map on each real case, on the classifier's input grid (the
     app's :func:`braingui.explanation.localisation` against the case's own whole tumour resampled there).
@@ -184,10 +164,9 @@ def per_class_study(args: argparse.Namespace) -> int:
     bundle = read_bundle(args.cls_bundle)
     model = Predictor("cpu").load(bundle)
     method, layer = model.cam_choice((args.methods or [None])[0], (args.layers or [None])[0])
-    if args.target == "logprob":
-        if method != "hirescam":
-            raise SystemExit("--target logprob: HiResCAM only (--methods hirescam)")
-        method = "hirescam of the log-softmax"
+    if args.target == "logprob" and method != "hirescam":
+        raise SystemExit("--target logprob: HiResCAM only (--methods hirescam)")
+    label = f"{method} of the log-softmax" if args.target == "logprob" else method
     classes = list(bundle.manifest.classification.classes)
     args.no_synthetic = True
     plan = [c for c in case_plan(args, dict(bundle.manifest.model_card), log) if c["set"] == "real"]
@@ -201,10 +180,7 @@ def per_class_study(args: argparse.Namespace) -> int:
         brain = brain_mask(inp.array)
         row = {"case": c["case"], "grade": c["grade"], "maps": {}}
         for k, code in enumerate(classes):
-            if args.target == "logprob":
-                probs, cam = _hirescam_logprob(model, inp.array, layer, k)
-            else:
-                probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer)
+            probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer, score=args.target)
             loc = localisation(cam, wt, brain)
             row["maps"][code] = {"enrichment": loc.enrichment, "mass_in_wt": loc.mass_in_wt, "peak_in_wt": loc.peak_in_wt}
         row["probabilities"] = {code: float(p) for code, p in zip(classes, probs)}
@@ -218,10 +194,10 @@ def per_class_study(args: argparse.Namespace) -> int:
         e = [r["maps"][code]["enrichment"] for r in rows]
         hits = sum(bool(r["maps"][code]["peak_in_wt"]) for r in rows)
         summary[code] = {"mean_enrichment": float(np.nanmean(e)), "peak_in_wt": hits, "n": len(rows)}
-        print(f"map of class {code} ({method} at {layer}): mean enrichment {summary[code]['mean_enrichment']:.2f}, "
+        print(f"map of class {code} ({label} at {layer}): mean enrichment {summary[code]['mean_enrichment']:.2f}, "
               f"hottest voxel in WT {hits}/{len(rows)}")
     common.write_json(args.out / "per_class.json", {"bundle": bundle.name, "sha256": bundle.manifest.sha256,
-                                                   "method": method, "layer": layer, "grid": "classifier input",
+                                                   "method": label, "layer": layer, "grid": "classifier input",
                                                    "summary": summary, "cases": rows})
     return 0
 

@@ -236,7 +236,6 @@ def update_card(folder: str | Path, extra_card: dict) -> dict:
     manifest["model_card"] = {**manifest.get("model_card", {}), **extra_card}
     parse_manifest(json.loads(json.dumps(manifest)), folder)
     write_bytes((json.dumps(manifest, indent=2) + "\n").encode("utf-8"), folder / MANIFEST_NAME)  # as write_bundle
-    read_bundle(folder)
     return manifest["model_card"]
 
 

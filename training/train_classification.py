@@ -186,10 +186,8 @@ def ovr_targets(labels: list[str]) -> np.ndarray:
     Softmax cross-entropy fixes the logits only up to a constant per case, so the logit of an A call can rise
     with anything the case has (or lacks) anywhere in the brain, and its Grad-CAM with it; a logistic loss per
     logit anchors each logit to the presence of its own class's tumour."""
-    out = np.zeros((len(labels), len(CPM_CLASSES)), dtype=np.float32)
-    for i, label in enumerate(labels):
-        if label != NO_TUMOUR:
-            out[i, CPM_CLASSES.index(label)] = 1.0
+    out = soft_targets(labels)
+    out[[label == NO_TUMOUR for label in labels]] = 0.0
     return out
 
 

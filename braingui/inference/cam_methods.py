@@ -148,7 +148,8 @@ def upsample(cam: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT_METHOD,
-                layer: str = DEFAULT_LAYER, class_index: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                layer: str = DEFAULT_LAYER, class_index: int | None = None, score: str = "logit"
+                ) -> tuple[torch.Tensor, np.ndarray]:
     """Logits and the class activation map of one input (one forward + one backward).
 
     Args:
@@ -157,6 +158,8 @@ def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT
         method: one of :data:`METHODS`.
         layer: one of :func:`cam_layers` of ``network``.
         class_index: the class to explain; ``None`` = this input's arg-max.
+        score: what the map explains: the class's ``"logit"`` (the app's maps) or its ``"logprob"``
+            (log-softmax: evidence for the class against the others; own-code methods only, for studies).
 
     Returns:
         ``(logits, cam)``: logits ``(1, n_classes)`` float tensor (detached, on the device); cam float32
@@ -169,6 +172,8 @@ def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT
     """
     check_method(method)
     module = check_layer(network, layer)
+    if score not in ("logit", "logprob") or (score != "logit" and method in _MEDCAM_BACKENDS):
+        raise CamError(f"score {score!r} is not available for {method!r}")
     if x.ndim != 5 or x.shape[0] != 1:
         raise CamError(f"a CAM takes one input of shape (1, C, X, Y, Z), got {tuple(x.shape)}")
     if torch.is_inference_mode_enabled():
@@ -182,7 +187,7 @@ def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT
             if method in _MEDCAM_BACKENDS:
                 logits, raw = _medcam(network, x, _MEDCAM_BACKENDS[method], layer, class_index)
             else:
-                logits, raw = _autograd_cam(network, module, x, method, layer, class_index)
+                logits, raw = _autograd_cam(network, module, x, method, layer, class_index, score)
     finally:
         network.zero_grad(set_to_none=True)
         network.train(was_training)
@@ -227,8 +232,8 @@ def _medcam(network: torch.nn.Module, x: torch.Tensor, backend: str, layer: str,
 
 
 def _autograd_cam(network: torch.nn.Module, module: torch.nn.Module, x: torch.Tensor, method: str, layer: str,
-                  class_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """HiResCAM / LayerCAM from the layer's activation and ``autograd.grad`` of the logit to it."""
+                  class_index: int | None, score: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
+    """HiResCAM / LayerCAM from the layer's activation and ``autograd.grad`` of the logit (or log-softmax) to it."""
     store: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
@@ -244,11 +249,9 @@ def _autograd_cam(network: torch.nn.Module, module: torch.nn.Module, x: torch.Te
         raise CamError(f"layer {layer!r} gives no 3D feature map (output {type(act).__name__}"
                        f"{'' if not isinstance(act, torch.Tensor) else ' of shape ' + str(tuple(act.shape))})")
     c = _check_class(logits, class_index)
-    (grad,) = torch.autograd.grad(logits[0, c], act)
-    if method == "layercam":
-        grad = F.relu(grad)
-    raw = (grad * act).sum(dim=1)[0]
-    return logits, raw
+    target = torch.log_softmax(logits, dim=1)[0, c] if score == "logprob" else logits[0, c]
+    (grad,) = torch.autograd.grad(target, act)
+    return logits, _combine(method, grad, act)
 
 
 def _combine(method: str, grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
