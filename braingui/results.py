@@ -81,7 +81,7 @@ class AnalysisResult:
             (voxels non-zero in any sequence) and scaled so that its in-brain maximum is 1 (the predicted
             class always; every class with ``all_cams`` or a full explanation).
         cam_layer: the network layer the maps were taken at.
-        cam_method: the map's method (``gradcam``, ``gradcam++``, ``hirescam``, ``layercam``).
+        cam_method: the map's method (``gradcam``, ``gradcam++``, ``hirescam``, ``hirescam-contrastive``, ``layercam``).
         explanation: how far the predicted class's map deserves trust, as plain JSON types (the
             ``"explanation"`` of results.json: :mod:`braingui.inference.explainer`), or ``None``
             (no classifier, no map, or ``explain="none"``).

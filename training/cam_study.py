@@ -132,9 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the map of every class, not only the predicted one, on the real cases (--brats, --real-cases): "
                         "does 'why A' point at the tumour as 'why G' does? (--methods / --layers: the first of each; "
                         "default the bundle's)")
-    p.add_argument("--target", choices=("logit", "logprob"), default="logit",
-                   help="--per-class: the score the maps explain: the class's logit (the app's maps) or its log-softmax "
-                        "(evidence for the class against the other two; HiResCAM only)")
     return p
 
 
@@ -164,9 +161,6 @@ def per_class_study(args: argparse.Namespace) -> int:
     bundle = read_bundle(args.cls_bundle)
     model = Predictor("cpu").load(bundle)
     method, layer = model.cam_choice((args.methods or [None])[0], (args.layers or [None])[0])
-    if args.target == "logprob" and method != "hirescam":
-        raise SystemExit("--target logprob: HiResCAM only (--methods hirescam)")
-    label = f"{method} of the log-softmax" if args.target == "logprob" else method
     classes = list(bundle.manifest.classification.classes)
     args.no_synthetic = True
     plan = [c for c in case_plan(args, dict(bundle.manifest.model_card), log) if c["set"] == "real"]
@@ -180,7 +174,7 @@ def per_class_study(args: argparse.Namespace) -> int:
         brain = brain_mask(inp.array)
         row = {"case": c["case"], "grade": c["grade"], "maps": {}}
         for k, code in enumerate(classes):
-            probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer, score=args.target)
+            probs, cam = model.explain(inp.array, class_index=k, method=method, layer=layer)
             loc = localisation(cam, wt, brain)
             row["maps"][code] = {"enrichment": loc.enrichment, "mass_in_wt": loc.mass_in_wt, "peak_in_wt": loc.peak_in_wt}
         row["probabilities"] = {code: float(p) for code, p in zip(classes, probs)}
@@ -194,10 +188,10 @@ def per_class_study(args: argparse.Namespace) -> int:
         e = [r["maps"][code]["enrichment"] for r in rows]
         hits = sum(bool(r["maps"][code]["peak_in_wt"]) for r in rows)
         summary[code] = {"mean_enrichment": float(np.nanmean(e)), "peak_in_wt": hits, "n": len(rows)}
-        print(f"map of class {code} ({label} at {layer}): mean enrichment {summary[code]['mean_enrichment']:.2f}, "
+        print(f"map of class {code} ({method} at {layer}): mean enrichment {summary[code]['mean_enrichment']:.2f}, "
               f"hottest voxel in WT {hits}/{len(rows)}")
     common.write_json(args.out / "per_class.json", {"bundle": bundle.name, "sha256": bundle.manifest.sha256,
-                                                   "method": label, "layer": layer, "grid": "classifier input",
+                                                   "method": method, "layer": layer, "grid": "classifier input",
                                                    "summary": summary, "cases": rows})
     return 0
 

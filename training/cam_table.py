@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from braingui.explanation import RANDOMISATION_LIMIT, localisation, rank_correlation
-from braingui.inference.cam_methods import METHODS, cam_layers, normalise, upsample
+from braingui.inference.cam_methods import (CONTRASTIVE_METHODS, METHODS, cam_layers, combine, explained_score,
+                                            normalise, upsample)
 from braingui.inference.faithfulness import (DELETION_FRACTIONS, DeletionCurve, Randomisation, channel_means,
                                              classify, deletion_order, randomisation_layers, reinitialise, replaced)
 
@@ -86,7 +87,8 @@ def _medcam_maps(network: torch.nn.Module, x: torch.Tensor, backend: str, layers
 
 def _autograd_maps(network: torch.nn.Module, x: torch.Tensor, layers: Sequence[str], methods: Sequence[str],
                    class_index: int | None) -> tuple[torch.Tensor, int, dict[Pair, np.ndarray]]:
-    """Logits, the class and the HiResCAM / LayerCAM maps at ``layers`` from one forward + ``autograd.grad``."""
+    """Logits, the class and the own-code maps at ``layers`` from one forward + one ``autograd.grad`` per
+    explained score (the logit; the contrastive score)."""
     acts: dict[str, torch.Tensor] = {}
     handles = [network.get_submodule(name).register_forward_hook(
         lambda _m, _i, out, name=name: acts.__setitem__(name, out)) for name in layers]
@@ -94,14 +96,17 @@ def _autograd_maps(network: torch.nn.Module, x: torch.Tensor, layers: Sequence[s
         with torch.enable_grad():
             logits = network(x)
             c = int(logits[0].argmax()) if class_index is None else int(class_index)
-            grads = torch.autograd.grad(logits[0, c], [acts[n] for n in layers]) if methods else ()
+            scores: dict[bool, tuple[torch.Tensor, list[str]]] = {}
+            for m in methods:  # methods that explain the same score share its gradients
+                scores.setdefault(m in CONTRASTIVE_METHODS, (explained_score(logits, c, m), []))[1].append(m)
+            maps = {}
+            for i, (s, ms) in enumerate(scores.values()):
+                grads = torch.autograd.grad(s, [acts[n] for n in layers], retain_graph=i < len(scores) - 1)
+                for name, g in zip(layers, grads):
+                    maps.update({(m, name): normalise(combine(m, g, acts[name].detach())) for m in ms})
     finally:
         for h in handles:
             h.remove()
-    maps = {}
-    for name, g in zip(layers, grads):
-        for m in methods:
-            maps[(m, name)] = normalise(((torch.relu(g) if m == "layercam" else g) * acts[name]).sum(dim=1)[0])
     return logits.detach(), c, maps
 
 

@@ -27,6 +27,11 @@ from typing import Any
 import torch
 
 from braingui import __version__
+from braingui.inference.manifest import CAM_METHODS, DEFAULT_CAM_LAYER
+
+DEFAULT_CAM_METHOD = "hirescam-contrastive"
+"""The heat-map method new classification bundles default to: the best of ``python -m training.cam_study --table``
+on the real held-out cases (training/README.md)."""
 
 INTENDED_USE = "research demonstration - not for clinical use"
 BRATS_SOURCE = ("the BraTS 2018 challenge training set (Multimodal Brain Tumor Segmentation Challenge 2018; "
@@ -191,8 +196,8 @@ def model_card(ckpt: dict, task: str, metrics: dict | None, summary: str | None,
 
 def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = False, metrics: dict | None = None,
            summary: str | None = None, training_data: str | None = None, keep_vae: bool = False,
-           roi_size=None, sw_overlap: float = 0.25, cam_layer: str = "features.denseblock1",
-           extra_card: dict | None = None, data: str | Path | None = None, cam_method: str = "hirescam"):
+           roi_size=None, sw_overlap: float = 0.25, cam_layer: str = DEFAULT_CAM_LAYER,
+           extra_card: dict | None = None, data: str | Path | None = None, cam_method: str = DEFAULT_CAM_METHOD):
     """Write the bundle of ``checkpoint`` into ``out``; returns the written :class:`Bundle`.
 
     ``data``: the BraTS folder the real training cases are in; for a segmentation bundle the manifest then
@@ -216,10 +221,12 @@ def export(checkpoint: str | Path, out: str | Path, name: str, fp16: bool = Fals
     return write_bundle(out, manifest, state, fp16=fp16)
 
 
-def update_card(folder: str | Path, extra_card: dict) -> dict:
+def update_card(folder: str | Path, extra_card: dict, cam: dict | None = None) -> dict:
     """Merge ``extra_card`` into the model card of the bundle in ``folder`` without its checkpoint (training runs
-    under runs/ do not outlive a session): the weights are not touched and must still match the manifest's
-    sha256; the manifest is re-validated and replaced atomically. Returns the new model card.
+    under runs/ do not outlive a session), and ``cam`` (``{"method": ..., "layer": ...}``, either may be left
+    out) into a classification bundle's ``gradcam`` section (the app's default map): the weights are not
+    touched and must still match the manifest's sha256; the manifest is re-validated and replaced atomically.
+    Returns the new model card.
 
     Raises:
         SystemExit: weights that do not match, or a manifest that no longer validates.
@@ -234,6 +241,10 @@ def update_card(folder: str | Path, extra_card: dict) -> dict:
         raise SystemExit(f"{bundle.weights_path}: the weights do not match the manifest's sha256; not updated")
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     manifest["model_card"] = {**manifest.get("model_card", {}), **extra_card}
+    if cam:
+        if bundle.task != "classification":
+            raise SystemExit(f"{folder}: a {bundle.task} bundle has no heat-map method to set")
+        manifest["gradcam"] = {**manifest.get("gradcam", {}), **cam}
     parse_manifest(json.loads(json.dumps(manifest)), folder)
     write_bytes((json.dumps(manifest, indent=2) + "\n").encode("utf-8"), folder / MANIFEST_NAME)  # as write_bundle
     return manifest["model_card"]
@@ -280,26 +291,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--roi-size", type=int, nargs=3, default=None,
                    help="sliding-window size for segmentation (default: whole volume)")
     p.add_argument("--sw-overlap", type=float, default=0.25)
-    p.add_argument("--cam-layer", default="features.denseblock1")
-    p.add_argument("--cam-method", default="hirescam", choices=("gradcam", "gradcam++", "hirescam", "layercam"),
-                   help="the heat-map method the app uses by default (hirescam: the best of python -m "
-                        "training.cam_study --table on the real cases)")
+    p.add_argument("--cam-layer", default=None, help=f"the heat-map layer the app uses by default (new bundles: "
+                                                     f"{DEFAULT_CAM_LAYER})")
+    p.add_argument("--cam-method", default=None, choices=CAM_METHODS,
+                   help=f"the heat-map method the app uses by default (new bundles: {DEFAULT_CAM_METHOD}, the best of "
+                        "python -m training.cam_study --table on the real cases)")
     p.add_argument("--data", type=Path, default=None,
                    help="folder of the real training cases (segmentation): stores their intensity statistics in "
                         "the manifest (input_statistics) for the app's input quality check")
     args = p.parse_args(argv)
     if args.update_card is not None:
-        if args.card is None:
-            p.error("--update-card needs --card")
-        card = update_card(args.update_card, json.loads(args.card.read_text()))
-        print(f"updated the model card of {args.update_card} ({len(card)} fields); weights unchanged")
+        cam = {k: v for k, v in (("method", args.cam_method), ("layer", args.cam_layer)) if v}
+        if args.card is None and not cam:
+            p.error("--update-card needs --card, --cam-method or --cam-layer")
+        card = update_card(args.update_card, json.loads(args.card.read_text()) if args.card else {}, cam)
+        print(f"updated the model card of {args.update_card} ({len(card)} fields)"
+              + (f" and its heat-map default ({', '.join(f'{k} {v}' for k, v in cam.items())})" if cam else "")
+              + "; weights unchanged")
         return 0
     if not (args.checkpoint and args.out and args.name):
         p.error("--checkpoint, --out and --name are required (or --update-card BUNDLE --card CARD)")
     metrics = json.loads(args.metrics.read_text()) if args.metrics else None
     extra = json.loads(args.card.read_text()) if args.card else None
     bundle = export(args.checkpoint, args.out, args.name, args.fp16, metrics, args.summary, args.training_data,
-                    args.keep_vae, args.roi_size, args.sw_overlap, args.cam_layer, extra, args.data, args.cam_method)
+                    args.keep_vae, args.roi_size, args.sw_overlap, args.cam_layer or DEFAULT_CAM_LAYER, extra, args.data,
+                    args.cam_method or DEFAULT_CAM_METHOD)
     size = bundle.weights_path.stat().st_size / 1e6
     print(f"wrote {bundle.task} bundle {bundle.name} to {bundle.folder} ({size:.1f} MB weights, "
           f"sha256 {bundle.manifest.sha256[:12]}...)")

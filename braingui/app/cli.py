@@ -24,7 +24,7 @@ TTA_CHOICES = (1, 2, 4, 8)
 """``--tta`` values: :data:`braingui.inference.tta.CHOICES` (not imported here: it would load numpy)."""
 TTA_DEFAULT_TEXT = "4"
 """The pipeline's default (:data:`braingui.inference.tta.DEFAULT_TTA`), for the help text."""
-CAM_METHOD_CHOICES = ("gradcam", "gradcam++", "hirescam", "layercam")
+CAM_METHOD_CHOICES = ("gradcam", "gradcam++", "hirescam", "hirescam-contrastive", "layercam")
 """``--cam-method`` values: :data:`braingui.inference.cam_methods.METHODS` (not imported here: torch)."""
 EXPLAIN_CHOICES = ("none", "quick", "full")
 """``--explain`` values: :data:`braingui.inference.explainer.LEVELS`."""

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from braingui import explanation as ex
-from braingui.display.report_model import METHOD_TITLES, explanation_verdict
+from braingui.display.report_model import CONTRASTIVE_METHODS, METHOD_HINTS, METHOD_TITLES, explanation_verdict
 
-CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "hirescam", "layercam")
+CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "hirescam", "hirescam-contrastive", "layercam")
 """Heat-map methods (:data:`braingui.inference.cam_methods.METHODS`), in the order the window lists them."""
 DENSENET_LAYERS: tuple[str, ...] = ("features.denseblock1", "features.transition1", "features.denseblock2",
                                     "features.transition2", "features.denseblock3", "features.transition3",
@@ -65,6 +65,11 @@ def layer_title(layer: str | None) -> str:
 def method_title(method: str | None) -> str:
     """``gradcam++`` -> ``Grad-CAM++`` (unknown names as they are)."""
     return METHOD_TITLES.get(method or "", method or "Grad-CAM")
+
+
+def method_hint(method: str | None) -> str:
+    """What ``method``'s map shows, in a sentence (empty for an unknown name)."""
+    return METHOD_HINTS.get(method or "", "")
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,8 @@ def build_view(e: Mapping | None, class_titles: Mapping[str, str] | None = None,
         return ExplanationView(title="Heat map", severity="none", heading=None, verdict=NO_EXPLANATION)
     code = e.get("class")
     title = f"{method_title(e.get('method'))} at {layer_title(e.get('layer'))}, {_class_text(code, titles)}"
+    if code and e.get("method") in CONTRASTIVE_METHODS:
+        title += " against the other classes"
     if code and predicted and code != predicted:
         title += " \u2014 not the predicted class"
     problems = problems_of(e)

@@ -19,6 +19,14 @@ the explained class's logit ``y_c``:
 * ``"hirescam"`` — HiResCAM (Draelos & Carin 2020): ``ReLU(sum_k g_k * A_k)`` element-wise, no spatial
   averaging of the gradient; equal to Grad-CAM when the gradient is spatially constant (a layer followed
   directly by global average pooling and a linear layer). Own code (neither medcam nor MONAI has it);
+* ``"hirescam-contrastive"`` — HiResCAM of the class's log-softmax ``log p_c = y_c - logsumexp(y)``
+  instead of its logit: the gradient is ``g_c - sum_j p_j g_j``, so the map is the evidence for the class
+  *against* the other classes (a contrastive explanation, cf. Prabhushankar et al. 2020): features that
+  raise every logit alike (the brain, the scanner's contrast) cancel; what remains is what separates the
+  call. Computed as the gradient of ``sum_{j != c} q_j (y_c - y_j)``, ``q`` the softmax of the other
+  classes' logits held constant: exactly ``1 / (1 - p_c)`` times that of ``log p_c`` (the scale is
+  normalised away), and not rounded to zero when a confident call has ``p_c = 1`` in floating point.
+  Own code;
 * ``"layercam"`` — LayerCAM (Jiang et al. 2021): ``ReLU(sum_k ReLU(g_k) * A_k)``. Own code.
 
 The own-code methods take ``torch.autograd.grad`` of the logit with respect to the layer's output only
@@ -58,12 +66,16 @@ from braingui.errors import BrainguiError
 from braingui.inference.manifest import CAM_METHODS, DEFAULT_CAM_LAYER, DEFAULT_CAM_METHOD
 
 METHODS = CAM_METHODS  # one list, torch-free, for the manifest check and the command line
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "layercam": "LayerCAM"}
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
+                 "hirescam-contrastive": "Contrastive HiResCAM", "layercam": "LayerCAM"}
 DEFAULT_METHOD = DEFAULT_CAM_METHOD
 DEFAULT_LAYER = DEFAULT_CAM_LAYER
 _MEDCAM_BACKENDS = {"gradcam": "gcam", "gradcam++": "gcampp"}
-TAIL_METHODS = ("gradcam", "hirescam", "layercam")
+TAIL_METHODS = ("gradcam", "hirescam", "hirescam-contrastive", "layercam")
 """Methods :func:`tail_cams` computes (Grad-CAM++ needs medcam's backend: the whole pass)."""
+_CONTRASTIVE = {"hirescam-contrastive": "hirescam"}
+"""Methods that explain the log-softmax, and the method whose formula they use on its gradient."""
+CONTRASTIVE_METHODS = tuple(_CONTRASTIVE)
 _DENSENET_LAYER = re.compile(r"^features\.(denseblock|transition)\d+$")
 
 
@@ -148,8 +160,7 @@ def upsample(cam: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT_METHOD,
-                layer: str = DEFAULT_LAYER, class_index: int | None = None, score: str = "logit"
-                ) -> tuple[torch.Tensor, np.ndarray]:
+                layer: str = DEFAULT_LAYER, class_index: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """Logits and the class activation map of one input (one forward + one backward).
 
     Args:
@@ -158,8 +169,6 @@ def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT
         method: one of :data:`METHODS`.
         layer: one of :func:`cam_layers` of ``network``.
         class_index: the class to explain; ``None`` = this input's arg-max.
-        score: what the map explains: the class's ``"logit"`` (the app's maps) or its ``"logprob"``
-            (log-softmax: evidence for the class against the others; own-code methods only, for studies).
 
     Returns:
         ``(logits, cam)``: logits ``(1, n_classes)`` float tensor (detached, on the device); cam float32
@@ -172,8 +181,6 @@ def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT
     """
     check_method(method)
     module = check_layer(network, layer)
-    if score not in ("logit", "logprob") or (score != "logit" and method in _MEDCAM_BACKENDS):
-        raise CamError(f"score {score!r} is not available for {method!r}")
     if x.ndim != 5 or x.shape[0] != 1:
         raise CamError(f"a CAM takes one input of shape (1, C, X, Y, Z), got {tuple(x.shape)}")
     if torch.is_inference_mode_enabled():
@@ -187,7 +194,7 @@ def compute_cam(network: torch.nn.Module, x: torch.Tensor, method: str = DEFAULT
             if method in _MEDCAM_BACKENDS:
                 logits, raw = _medcam(network, x, _MEDCAM_BACKENDS[method], layer, class_index)
             else:
-                logits, raw = _autograd_cam(network, module, x, method, layer, class_index, score)
+                logits, raw = _autograd_cam(network, module, x, method, layer, class_index)
     finally:
         network.zero_grad(set_to_none=True)
         network.train(was_training)
@@ -232,8 +239,8 @@ def _medcam(network: torch.nn.Module, x: torch.Tensor, backend: str, layer: str,
 
 
 def _autograd_cam(network: torch.nn.Module, module: torch.nn.Module, x: torch.Tensor, method: str, layer: str,
-                  class_index: int | None, score: str = "logit") -> tuple[torch.Tensor, torch.Tensor]:
-    """HiResCAM / LayerCAM from the layer's activation and ``autograd.grad`` of the logit (or log-softmax) to it."""
+                  class_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """An own-code map from the layer's activation and ``autograd.grad`` of :func:`explained_score` to it."""
     store: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
@@ -249,13 +256,28 @@ def _autograd_cam(network: torch.nn.Module, module: torch.nn.Module, x: torch.Te
         raise CamError(f"layer {layer!r} gives no 3D feature map (output {type(act).__name__}"
                        f"{'' if not isinstance(act, torch.Tensor) else ' of shape ' + str(tuple(act.shape))})")
     c = _check_class(logits, class_index)
-    target = torch.log_softmax(logits, dim=1)[0, c] if score == "logprob" else logits[0, c]
-    (grad,) = torch.autograd.grad(target, act)
-    return logits, _combine(method, grad, act)
+    (grad,) = torch.autograd.grad(explained_score(logits, c, method), act)
+    return logits, combine(method, grad, act)
 
 
-def _combine(method: str, grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """The raw map ``(x, y, z)`` from a layer's ``(1, K, x, y, z)`` activation and the logit's gradient there."""
+def explained_score(logits: torch.Tensor, c: int, method: str) -> torch.Tensor:
+    """The scalar whose gradient ``method``'s map of class ``c`` uses: the class's logit, or for a
+    contrastive method one whose gradient is that of its log-softmax divided by ``1 - p_c`` (module
+    docstring): ``sum_{j != c} q_j (y_c - y_j)``, ``q`` = softmax of the other logits, held constant."""
+    if method not in _CONTRASTIVE:
+        return logits[0, c]
+    others = [j for j in range(int(logits.shape[1])) if j != c]
+    if not others:
+        raise CamError("a contrastive map needs a network with at least two classes")
+    rest = logits[0, others]
+    q = torch.softmax(rest.detach().double(), dim=0).to(logits.dtype)
+    return (q * (logits[0, c] - rest)).sum()
+
+
+def combine(method: str, grad: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """The raw map ``(x, y, z)`` of an own-code method (:data:`TAIL_METHODS`) from a layer's ``(1, K, x, y, z)``
+    activation and the gradient of :func:`explained_score` there."""
+    method = _CONTRASTIVE.get(method, method)
     if method == "gradcam":
         grad = grad.mean(dim=(2, 3, 4), keepdim=True)
     elif method == "layercam":
@@ -351,8 +373,9 @@ def tail_cams(network: torch.nn.Module, front: torch.Tensor, start: int, layer: 
             maps = []
             for j, c in enumerate(class_indices):
                 c = _check_class(logits, int(c))
-                (grad,) = torch.autograd.grad(logits[0, c], act, retain_graph=j < len(class_indices) - 1)
-                maps.append(normalise(_combine(method, grad, act.detach())))
+                (grad,) = torch.autograd.grad(explained_score(logits, c, method), act,
+                                              retain_graph=j < len(class_indices) - 1)
+                maps.append(normalise(combine(method, grad, act.detach())))
     finally:
         network.train(was_training)
     return logits.detach(), maps

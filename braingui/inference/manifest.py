@@ -36,7 +36,7 @@ inside ``network.kwargs`` and ``model_card``)::
       "output": {"activation": "softmax", "classes": ["A", "O", "G"],           # classification
                  "class_titles": {"A": "astrocytoma", "O": "oligodendroglioma", "G": "glioblastoma"}},
       "gradcam": {"layer": "features.denseblock1",  # classification only (default as in the paper)
-                  "method": "gradcam"},           # optional: gradcam | gradcam++ | hirescam | layercam
+                  "method": "gradcam"},           # optional: gradcam | gradcam++ | hirescam | hirescam-contrastive | layercam
       "input_statistics": {                       # optional: the training data's z-scored intensity quantiles
         "normalisation": "zscore_nonzero", "quantiles": [0.01, ..., 0.99], "cases": 12,
         "sequences": {"flair": {"median": [...], "scale": [...]}, ...}},  # (braingui.intensity_stats)
@@ -72,7 +72,7 @@ SEG_NETWORKS = networks_for("segmentation")
 CLS_NETWORKS = networks_for("classification")
 REGION_NAMES = ("TC", "WT", "ET")
 DEFAULT_CAM_LAYER = "features.denseblock1"
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam")
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "hirescam-contrastive", "layercam")
 """The map methods a manifest may name (:data:`braingui.inference.cam_methods.METHODS` is this tuple)."""
 DEFAULT_CAM_METHOD = "gradcam"
 DEFAULT_CLASS_TITLES = {"A": "astrocytoma", "O": "oligodendroglioma", "G": "glioblastoma"}

@@ -257,8 +257,7 @@ class ClassificationModel(LoadedModel):
         return softmax(logits)
 
     def explain(self, array: np.ndarray, class_index: int | None = None, *, on_input_grid: bool = True,
-                method: str | None = None, layer: str | None = None, score: str = "logit"
-                ) -> tuple[np.ndarray, np.ndarray]:
+                method: str | None = None, layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and the class activation map of one class, in one forward + backward (fp32).
 
         Args:
@@ -267,7 +266,6 @@ class ClassificationModel(LoadedModel):
             on_input_grid: resize the map to the input grid; ``False`` keeps the layer's own (coarser)
                 grid, which spans the same field of view, for callers that resample it once themselves.
             method, layer: the map's method and layer (``None``: the manifest's, :meth:`cam_choice`).
-            score: ``"logit"`` (the app's maps) or ``"logprob"`` (:func:`~braingui.inference.cam_methods.compute_cam`).
 
         Returns:
             ``(probabilities (n_classes,) float64, cam float32 (X, Y, Z) in [0, 1])``, the cam on the input
@@ -280,7 +278,7 @@ class ClassificationModel(LoadedModel):
 
         method, layer = self.cam_choice(method, layer)
         x = self.tensor(array)
-        logits, cam = compute_cam(self.network, x, method, layer, class_index, score)
+        logits, cam = compute_cam(self.network, x, method, layer, class_index)
         return softmax(logits), (upsample(cam, x.shape[2:]) if on_input_grid else cam)
 
 

@@ -54,8 +54,9 @@ class ExplanationPanel(QGroupBox):
         col = QVBoxLayout(self)
         choice = QHBoxLayout()
         self.method = QComboBox()
-        for m in xv.CAM_METHODS:
+        for i, m in enumerate(xv.CAM_METHODS):
             self.method.addItem(xv.method_title(m), m)
+            self.method.setItemData(i, xv.method_hint(m), Qt.ItemDataRole.ToolTipRole)
         self.method.setToolTip("How the heat map is computed (the map and its explanation are recomputed)")
         self.layer = QComboBox()
         for name in xv.DENSENET_LAYERS:

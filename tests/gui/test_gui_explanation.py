@@ -188,6 +188,18 @@ def test_another_method_recomputes_the_shown_map_and_keeps_the_segmentation(qtbo
     assert result.explanation["method"] == "gradcam" and set(result.cams) == {"G", "O"}
 
 
+
+def test_every_method_is_listed_with_what_its_map_shows(qtbot, win):
+    from PySide6.QtCore import Qt
+
+    box = win.results.explanation.method
+    assert [box.itemData(i) for i in range(box.count())] == list(xv.CAM_METHODS)
+    i = box.findData("hirescam-contrastive")
+    assert box.itemText(i) == "Contrastive HiResCAM"
+    assert "against the other classes" in box.itemData(i, Qt.ItemDataRole.ToolTipRole)
+    assert all(box.itemData(j, Qt.ItemDataRole.ToolTipRole) for j in range(box.count()))
+
+
 def test_a_map_job_can_be_cancelled_and_a_failed_one_says_why(qtbot, win):
     hold = threading.Event()
     calls: list = []

@@ -61,7 +61,7 @@ def test_bad_method_and_layer_names_list_the_valid_ones():
     net = _densenet((2, 2))
     x = torch.randn(1, 4, 16, 16, 16)
     with pytest.raises(CamError, match=r"unknown CAM method 'gradcam\+\+\+' \(choose one of: gradcam, "
-                                       r"gradcam\+\+, hirescam, layercam\)"):
+                                       r"gradcam\+\+, hirescam, hirescam-contrastive, layercam\)"):
         compute_cam(net, x, "gradcam+++", "features.denseblock1")
     with pytest.raises(CamError, match=r"unknown CAM layer 'features.denseblock3' \(choose one of: "
                                        r"features.denseblock1, features.transition1, features.denseblock2\)"):
@@ -110,6 +110,40 @@ def test_hirescam_and_layercam_against_hand_computed_maps_and_gradcam_where_they
     # where the gradient varies in space, HiResCAM is not Grad-CAM: the zero-weighted half shows no heat
     assert np.all(maps["hirescam"][4:, :, 4:] == 0) and maps["gradcam"][4:, :, 4:].max() > 0.2
     assert _corr(maps["hirescam"], maps["gradcam"]) < 0.9
+
+
+def test_contrastive_hirescam_weighs_the_activation_by_the_log_softmax_gradient():
+    """HiResCAM of ``log p_c``: the gradient at the layer is ``M (W_c - sum_j p_j W_j) / N``, worked out by hand."""
+    net = Masked().eval()
+    x = torch.randn(1, 4, 8, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        act = net.block(x)[0]
+        p = torch.softmax(net(x).double(), 1)[0].float()
+    w = net.fc.weight.detach()
+    for c in (0, 1):
+        wc = w[c] - (p[:, None] * w).sum(0)
+        expected = normalise(net.m * (wc[:, None, None, None] * act).sum(0))
+        _, cam = compute_cam(net, x, "hirescam-contrastive", "block", class_index=c)
+        np.testing.assert_allclose(cam, expected, atol=1e-5, err_msg=str(c))
+        assert _corr(cam, compute_cam(net, x, "hirescam", "block", class_index=c)[1]) < 0.99
+
+
+def test_contrastive_hirescam_cancels_evidence_that_every_class_shares():
+    """Features that raise every logit alike explain no class against another: the contrastive map is empty
+    where the plain HiResCAM is not; and a confident call (p near 1 in float32) still gets a map."""
+    net = Masked().eval()
+    with torch.no_grad():
+        net.fc.weight[1] = net.fc.weight[0]
+    x = torch.randn(1, 4, 8, 8, 8, generator=torch.Generator().manual_seed(6))
+    assert compute_cam(net, x, "hirescam", "block", class_index=0)[1].max() == pytest.approx(1.0)
+    assert compute_cam(net, x, "hirescam-contrastive", "block", class_index=0)[1].max() == 0.0
+    with torch.no_grad():
+        net.fc.weight[1] = -net.fc.weight[0]
+        net.fc.bias[0] += 200.0  # logits 200 apart: p = 1 and log p = 0 in floating point, its gradient 0
+        p = torch.softmax(net(x), 1)[0]
+        assert float(p[0]) == 1.0 and float(p[1]) == 0.0
+    _, cam = compute_cam(net, x, "hirescam-contrastive", "block", class_index=0)
+    np.testing.assert_allclose(cam, compute_cam(net, x, "hirescam", "block", class_index=0)[1], atol=1e-5)
 
 
 def test_hirescam_equals_gradcam_when_the_gradient_is_spatially_constant():

@@ -39,7 +39,7 @@ def net_and_input():
 def test_all_maps_equal_compute_cam_for_every_method_and_layer(net_and_input):
     net, x, _, _ = net_and_input
     pairs = pairs_of(net)
-    assert len(pairs) == len(METHODS) * len(cam_layers(net)) == 12
+    assert len(pairs) == len(METHODS) * len(cam_layers(net)) == 15
     logits, c, maps = all_maps(net, x, pairs)
     assert c == int(logits.argmax())
     for method, layer in pairs:
@@ -48,6 +48,8 @@ def test_all_maps_equal_compute_cam_for_every_method_and_layer(net_and_input):
         np.testing.assert_allclose(maps[(method, layer)], ref, atol=1e-6, err_msg=f"{method} @ {layer}")
     # the methods differ somewhere, so equality above is not trivially one map compared with itself
     assert not np.allclose(maps[("gradcam", "features.denseblock1")], maps[("hirescam", "features.denseblock1")])
+    assert not np.allclose(maps[("hirescam-contrastive", "features.denseblock1")],
+                           maps[("hirescam", "features.denseblock1")])
 
 
 def test_shared_deletion_and_randomisation_equal_the_faithfulness_module(net_and_input):
@@ -240,9 +242,9 @@ def test_per_class_scores_every_class_map_as_the_app_does(table_run, capsys):
     assert len({round(m["enrichment"], 6) for m in maps.values()}) > 1  # three different maps, not one three times
 
 
-def test_per_class_log_softmax_target_explains_the_probability_not_the_logit(table_run):
-    """``--per-class --target logprob``: HiResCAM of ``log_softmax(y)[c]``; it equals a map computed by hand and
-    differs from the logit's map (which the app draws)."""
+def test_per_class_contrastive_hirescam_explains_the_probability_not_the_logit(table_run):
+    """``--per-class --methods hirescam-contrastive``: HiResCAM of ``log_softmax(y)[c]``; it equals a map computed
+    by hand and differs from HiResCAM of the logit."""
     import torch.nn.functional as F
 
     from braingui.explanation import brain_mask, localisation
@@ -253,12 +255,12 @@ def test_per_class_log_softmax_target_explains_the_probability_not_the_logit(tab
     from training.data import brats_cases, load_ref
 
     root, bundle_dir, _ = table_run
-    argv = ["--per-class", "--cls-bundle", str(bundle_dir), "--brats", str(root / "brats"), "--methods", "hirescam"]
-    assert main(argv + ["--target", "logprob", "--out", str(root / "lp")]) == 0
-    assert main(argv + ["--out", str(root / "logit")]) == 0
+    argv = ["--per-class", "--cls-bundle", str(bundle_dir), "--brats", str(root / "brats"), "--methods"]
+    assert main(argv + ["hirescam-contrastive", "--out", str(root / "lp")]) == 0
+    assert main(argv + ["hirescam", "--out", str(root / "logit")]) == 0
     lp = json.loads((root / "lp" / "per_class.json").read_text())
     logit = json.loads((root / "logit" / "per_class.json").read_text())
-    assert lp["method"] == "hirescam of the log-softmax" and logit["method"] == "hirescam"
+    assert lp["method"] == "hirescam-contrastive" and logit["method"] == "hirescam"
     model = Predictor("cpu").load(read_bundle(bundle_dir))
     case = load_ref(next(r for r in brats_cases(root / "brats") if r.name == "SYNTHETIC_real_0"))
     inp = prepare_classification(case.stack(model.prep.channels), model.prep)

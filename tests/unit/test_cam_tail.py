@@ -19,7 +19,7 @@ def net_x():
     return tiny_densenet(seed=3), torch.randn((1, 4) + CLS_SHAPE)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "hirescam", "layercam"])
+@pytest.mark.parametrize("method", ["gradcam", "hirescam", "hirescam-contrastive", "layercam"])
 def test_tail_maps_equal_whole_passes_at_every_layer(net_x, method):
     net, x = net_x
     for layer in cam_layers(net):
@@ -50,7 +50,8 @@ def test_split_index_cuts_before_what_changes_and_refuses_what_it_cannot_reason_
         tail_cams(net, prefix(net, torch.zeros((1, 4) + CLS_SHAPE), 6), 6, "features.denseblock1", "gradcam", [0])
 
 
-@pytest.mark.parametrize("method,layer", [("gradcam", "features.denseblock1"), ("layercam", "features.transition1")])
+@pytest.mark.parametrize("method,layer", [("gradcam", "features.denseblock1"), ("layercam", "features.transition1"),
+                                          ("hirescam-contrastive", "features.denseblock1")])
 def test_the_sanity_check_from_the_tail_equals_whole_passes(net_x, method, layer):
     net, x = net_x
     brain = np.zeros(CLS_SHAPE, bool)

@@ -65,6 +65,10 @@ def test_a_poor_map_gets_a_plain_red_heading_and_a_quick_one_says_what_is_still_
     assert "Without the tumour the model still says astrocytoma (70 %)" in v.verdict
     assert v.title.endswith("astrocytoma (A) \u2014 not the predicted class")
     assert v.title.startswith("HiResCAM at transition 2")
+    contrastive = xv.build_view({**POOR, "method": "hirescam-contrastive"}, TITLES, "G")
+    assert contrastive.title == ("Contrastive HiResCAM at transition 2, astrocytoma (A) against the other classes"
+                                 " \u2014 not the predicted class")
+    assert "against" not in v.title and "other classes" in xv.method_hint("hirescam-contrastive")
     assert v.header == ("", "model")  # no reference labels: no third column
     assert all(r is None for _, _, r in v.localisation)
     tones = {name: m.tone for name, m, _ in v.localisation}

@@ -267,3 +267,25 @@ def test_update_card_merges_into_the_card_and_leaves_the_weights(seg_bundle, tmp
     (seg_bundle / "weights.pt").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
     with pytest.raises(SystemExit, match="do not match"):
         export_main(["--update-card", str(seg_bundle), "--card", str(card)])
+
+
+def test_update_card_sets_the_default_heat_map_of_a_classifier_only(tmp_path, seg_bundle):
+    """``--update-card BUNDLE --cam-method M``: the app's default map changes, the weights and the card stay;
+    a segmentation bundle has no map to set; an unknown method is refused by the parser."""
+    from training.export_bundle import main as export_main
+
+    cls = make_tiny_classification_bundle(tmp_path / "cls")
+    before = read_bundle(cls).manifest
+    weights = (cls / "weights.pt").read_bytes()
+    assert before.classification.cam_method != "hirescam-contrastive"
+    assert export_main(["--update-card", str(cls), "--cam-method", "hirescam-contrastive"]) == 0
+    after = read_bundle(cls).manifest
+    assert after.classification.cam_method == "hirescam-contrastive"
+    assert after.classification.cam_layer == before.classification.cam_layer
+    assert after.model_card == before.model_card and (cls / "weights.pt").read_bytes() == weights
+    with pytest.raises(SystemExit, match="segmentation bundle has no heat-map"):
+        export_main(["--update-card", str(seg_bundle), "--cam-method", "hirescam"])
+    with pytest.raises(SystemExit):
+        export_main(["--update-card", str(cls), "--cam-method", "guided"])
+    with pytest.raises(SystemExit):
+        export_main(["--update-card", str(cls)])  # nothing to update

@@ -172,7 +172,7 @@ def test_cam_method_and_layer_options_and_the_manifest_default(world, tmp_path):
     written = json.loads((tmp_path / "lc" / "manifest.json").read_text())
     written["gradcam"]["method"] = "guided-backprop"
     (tmp_path / "lc" / "manifest.json").write_text(json.dumps(written))
-    with pytest.raises(BundleError, match="gradcam.method.*gradcam, gradcam\\+\\+, hirescam, layercam"):
+    with pytest.raises(BundleError, match="gradcam.method.*gradcam, gradcam\\+\\+, hirescam, hirescam-contrastive, layercam"):
         read_bundle(tmp_path / "lc")
 
 
@@ -182,7 +182,7 @@ def test_a_bad_layer_stops_before_the_segmentation(world):
         run_to_completion(analyse(world["case"], world["predictor"], world["seg"], world["cls"],
                                   cam_layer="features.denseblock7"), events.append)
     assert "segmentation" not in {e.stage for e in events}
-    with pytest.raises(CamError, match="gradcam, gradcam\\+\\+, hirescam, layercam"):
+    with pytest.raises(CamError, match="gradcam, gradcam\\+\\+, hirescam, hirescam-contrastive, layercam"):
         next(analyse(world["case"], world["predictor"], None, world["cls"], cam_method="guided"))
 
 

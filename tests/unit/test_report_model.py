@@ -156,10 +156,11 @@ def test_without_a_tumour_or_a_result(case):
 
 
 def test_method_titles_are_the_inference_stack_s():
-    from braingui.display.report_model import METHOD_TITLES
-    from braingui.inference.cam_methods import METHOD_TITLES as INFERENCE_TITLES
+    from braingui.display.report_model import CONTRASTIVE_METHODS, METHOD_HINTS, METHOD_TITLES
+    from braingui.inference import cam_methods
 
-    assert METHOD_TITLES == INFERENCE_TITLES
+    assert METHOD_TITLES == cam_methods.METHOD_TITLES and CONTRASTIVE_METHODS == cam_methods.CONTRASTIVE_METHODS
+    assert set(METHOD_HINTS) == set(cam_methods.METHODS)
 
 
 def test_the_model_imports_no_qt():
