@@ -47,7 +47,9 @@ class SliceControls(QWidget):
         self.slider.valueChanged.connect(lambda v: self.ctx.set_slice(v - 1))
         row.addWidget(self.slider, 1)
         self.slice_label = QLabel("- / -")
-        self.slice_label.setMinimumWidth(90)
+        # a fixed size: a new text then repaints the label only, not the window's layout (each slider step)
+        self.slice_label.setFixedSize(max(90, self.slice_label.fontMetrics().horizontalAdvance("0000 / 0000") + 8),
+                                      self.slice_label.sizeHint().height())
         self.slice_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.slice_label)
         self.tumour_button = QPushButton("Largest tumour slice")

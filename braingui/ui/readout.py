@@ -4,18 +4,26 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QLineEdit, QWidget
 
 from braingui.display.context import DisplayContext
 
 
-class CursorReadout(QLabel):
-    """One line under the panes describing the voxel under the mouse (or the crosshair)."""
+class CursorReadout(QLineEdit):
+    """One line under the panes describing the voxel under the mouse (or the crosshair).
+
+    A read-only, frameless line edit rather than a label: its size does not follow its text, so a new
+    text (every slider step, every mouse move) repaints this line only instead of laying the window out
+    again; the text can still be selected with the mouse and copied (context menu). It takes no keyboard
+    focus, so the arrow keys keep stepping through the slices."""
 
     def __init__(self, ctx: DisplayContext, parent: QWidget | None = None):
         super().__init__(parent)
         self.ctx = ctx
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setReadOnly(True)
+        self.setFrame(False)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setStyleSheet("QLineEdit { background: transparent; }")
         self.setToolTip("0-based voxel index as stored in the file (as nibabel and FSLeyes count) and scanner world coordinates (mm)")
         self.fields: dict[str, str] = {}
         ctx.changed.connect(lambda what: self.show_voxel(None))

@@ -29,7 +29,8 @@ SEGMENT_COLOURS = {"longest": "#ffd23f", "perpendicular": "#3fe0ff", "ruler": "#
 """Colours of the drawn lines: RANO longest / perpendicular diameter, the ruler."""
 LAYERS = ("base", "fill", "heat", "outline")
 """Drawing order of a pane's image layers, bottom to top."""
-CROSSHAIR_PEN = pg.mkPen((255, 220, 0, 130), width=1)  # solid: dashed lines cost more to paint
+CROSSHAIR_PEN = QPen(QColor(255, 220, 0, 130), 1)  # solid: dashed lines cost more to paint
+CROSSHAIR_PEN.setCosmetic(True)
 _A = Qt.AlignmentFlag
 SIDES = ("left", "right", "top", "bottom")
 """The orientation-letter keys, one per screen edge."""
@@ -152,11 +153,7 @@ class SliceView(pg.GraphicsView):
         self._stale = False  # layers changed since the image was composed
         self.image_item = _PaneImage(axisOrder="row-major")  # the layers composed into one image (commit)
         self.vb.addItem(self.image_item)
-        self.h_line = pg.InfiniteLine(angle=0, pen=CROSSHAIR_PEN, movable=False)
-        self.v_line = pg.InfiniteLine(angle=90, pen=CROSSHAIR_PEN, movable=False)
-        for line in (self.h_line, self.v_line):
-            line.setZValue(10)
-            self.vb.addItem(line, ignoreBounds=True)
+        self._cross = (0.5, 0.5)  # the crosshair in view millimetres (row, col), drawn in the foreground pass
         self.pixel_mm = (1.0, 1.0)
         self.shape2d = (0, 0)
         self.content_box: tuple[int, int, int, int] | None = None
@@ -233,11 +230,17 @@ class SliceView(pg.GraphicsView):
 
     def drawForeground(self, painter, rect):
         super().drawForeground(painter, rect)
-        if not any(self._texts.values()):
-            return
         painter.save()
         painter.resetTransform()  # viewport pixels
         w, h, m = self.viewport().width(), self.viewport().height(), 5
+        if self.shape2d[0] and self.shape2d[1]:  # two lines across the pane: cheaper than two scene items
+            at = self.view_to_viewport(self._cross[1], self._cross[0])
+            painter.setPen(CROSSHAIR_PEN)
+            painter.drawLine(QPointF(0, at.y()), QPointF(w, at.y()))
+            painter.drawLine(QPointF(at.x(), 0), QPointF(at.x(), h))
+        if not any(self._texts.values()):
+            painter.restore()
+            return
         if self._fonts is None:  # one font per text style, and its key, made once (QFont.key() is not cheap)
             self._fonts = {}
             for name, (_colour, size, bold) in _TEXT_STYLE.items():
@@ -449,13 +452,15 @@ class SliceView(pg.GraphicsView):
 
     def set_crosshair(self, row: int, col: int) -> None:
         """Put the crosshair on the centre of display pixel ``(row, col)``."""
-        self.h_line.setPos((row + 0.5) * self.pixel_mm[0])
-        self.v_line.setPos((col + 0.5) * self.pixel_mm[1])
+        cross = ((row + 0.5) * self.pixel_mm[0], (col + 0.5) * self.pixel_mm[1])
+        if cross != self._cross:
+            self._cross = cross
+            self.viewport().update()
 
     def crosshair(self) -> tuple[float, float]:
         """``(row, col)`` of the crosshair, in display pixels."""
         self._read()
-        return self.h_line.value() / self.pixel_mm[0] - 0.5, self.v_line.value() / self.pixel_mm[1] - 0.5
+        return self._cross[0] / self.pixel_mm[0] - 0.5, self._cross[1] / self.pixel_mm[1] - 0.5
 
 
 def _draw_outlined(painter, rect: QRectF, text: str, colour: QColor) -> None:

@@ -55,3 +55,32 @@ def test_a_new_plane_is_drawn_at_once_even_inside_the_interval(qtbot, win):
     win.ctx.set_plane("coronal")
     assert panes.refresh_count == before + 1 and not panes.refresh_pending
     assert panes.views["original"]._texts["info"].startswith("coronal")
+
+
+def test_a_slider_step_repaints_without_laying_the_window_out_again(qtbot, win):
+    """The slice number and the cursor read-out change at every step; widgets whose size follows their text
+    would make Qt lay the whole window out again each time (measured: about 5 % of a step's time)."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    class Count(QObject):
+        n = 0
+
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.LayoutRequest:
+                Count.n += 1
+            return False
+
+    panes, slider, app = win.panes, win.slice_controls.slider, QApplication.instance()
+    counter = Count()
+    app.installEventFilter(counter)
+    try:
+        before = (win.slice_controls.slice_label.text(), win.readout.text())
+        for value in range(2, 8):
+            qtbot.waitUntil(lambda: not (panes.refresh_pending or panes._coalesce.isActive()), timeout=1000)
+            slider.setValue(value)
+            app.processEvents()
+    finally:
+        app.removeEventFilter(counter)
+    assert (win.slice_controls.slice_label.text(), win.readout.text()) != before  # both did change
+    assert Count.n <= 1, f"{Count.n} layout requests in 6 slider steps"

@@ -205,6 +205,31 @@ def test_a_pane_paints_its_layers_blended_in_their_colours(analysed):
     np.testing.assert_allclose([colour.red(), colour.green(), colour.blue()], expect, atol=3.0)
 
 
+def test_the_crosshair_is_painted_through_the_cursor_across_the_whole_pane(analysed):
+    """Two lines in the crosshair's colour through the cursor's pixel centre, from edge to edge of the pane
+    (also over the black outside the head), and nowhere else."""
+    from braingui.ui.slice_view import CROSSHAIR_PEN
+
+    win = analysed
+    view = win.panes.views["original"]
+    row, col = view.crosshair()
+    ry, rx = view.pixel_mm
+    at = view.view_to_viewport((col + 0.5) * rx, (row + 0.5) * ry)
+    img = view.grab().toImage()
+    pen = CROSSHAIR_PEN.color()
+    a = pen.alpha() / 255
+    expect = np.array([pen.red(), pen.green(), pen.blue()]) * a  # over black
+
+    def rgb(x, y):
+        c = img.pixelColor(int(x), int(y))
+        return np.array([c.red(), c.green(), c.blue()])
+
+    y, x = int(at.y()), int(at.x())
+    for probe in (rgb(3, y), rgb(img.width() - 3, y), rgb(x, img.height() - 3)):  # the pane's black margins
+        np.testing.assert_allclose(probe, expect, atol=3.0)
+    assert rgb(3, y + 6).max() < 10 and rgb(x + 6, img.height() - 3).max() < 10  # beside the lines: black
+
+
 def test_opacity_and_colormap_controls(analysed):
     win = analysed
     win.look.seg_opacity.setValue(25)
