@@ -29,8 +29,8 @@ SEGMENT_COLOURS = {"longest": "#ffd23f", "perpendicular": "#3fe0ff", "ruler": "#
 """Colours of the drawn lines: RANO longest / perpendicular diameter, the ruler."""
 LAYERS = ("base", "fill", "heat", "outline")
 """Drawing order of a pane's image layers, bottom to top."""
-CROSSHAIR_PEN = QPen(QColor(255, 220, 0, 130), 1)  # solid: dashed lines cost more to paint
-CROSSHAIR_PEN.setCosmetic(True)
+CROSSHAIR_COLOUR = QColor(255, 220, 0, 130)
+"""The crosshair's lines, one pixel wide, solid (dashed lines cost more to paint)."""
 _A = Qt.AlignmentFlag
 SIDES = ("left", "right", "top", "bottom")
 """The orientation-letter keys, one per screen edge."""
@@ -58,14 +58,29 @@ class _PaneImage(pg.ImageItem):
     (:meth:`SliceView.commit`) drawn as Qt's ``ARGB32_Premultiplied``, the raster engine's own format, so a
     paint scales it without a per-pixel format conversion (pyqtgraph would wrap the array as RGBA8888)."""
 
+    _composed: QImage | None = None  # the QImage that wraps ``image`` (SliceView.commit made both)
+
+    def show_composed(self, pixels: np.ndarray, qimage: QImage) -> None:
+        """Show ``pixels`` (``(rows, cols, 4)``, B G R A), which ``qimage`` wraps: a new slice of the same shape
+        only repaints (no pyqtgraph ``setImage``: its levels, bounds and signals are for a new shape)."""
+        same = self.image is not None and self.image.shape == pixels.shape
+        self._composed = qimage
+        if same:
+            self.image = pixels
+            self.update()
+        else:
+            self.setImage(pixels, autoLevels=False)
+
     def render(self):
-        self._unrenderable = True
-        if self.image is None or self.image.size == 0:
-            return
-        self.qimage = pg.functions.ndarray_to_qimage(np.ascontiguousarray(self.image),
-                                                     QImage.Format.Format_ARGB32_Premultiplied)
+        self._unrenderable = self.image is None or self._composed is None
+        self.qimage = self._composed
         self._renderRequired = False
-        self._unrenderable = False
+
+    def paint(self, painter, *args):
+        if self.image is None or self._composed is None:
+            return
+        rows, cols = self.image.shape[:2]
+        painter.drawImage(QRectF(0, 0, cols, rows), self._composed)
 
 
 class SliceViewBox(pg.ViewBox):
@@ -142,7 +157,8 @@ class SliceView(pg.GraphicsView):
         self._texts: dict[str, str] = {}
         self._letters: dict[tuple, QPixmap] = {}  # outlined orientation letters, drawn once, blitted per paint
         self._fonts: dict | None = None  # text style -> (font, its key), made at the first paint
-        self._letter_boxes: dict | None = None  # letter_rects() of the current view, until it changes
+        self._places: tuple | None = None  # ((w, h), _text_places()) of the current view, until it changes
+        self._cross_px: tuple[int, int] | None = None  # the crosshair's viewport pixel, until it or the view moves
         super().__init__(parent, background="k")
         self.name = name
         self.layers = layers
@@ -234,13 +250,34 @@ class SliceView(pg.GraphicsView):
         painter.resetTransform()  # viewport pixels
         w, h, m = self.viewport().width(), self.viewport().height(), 5
         if self.shape2d[0] and self.shape2d[1]:  # two lines across the pane: cheaper than two scene items
-            at = self.view_to_viewport(self._cross[1], self._cross[0])
-            painter.setPen(CROSSHAIR_PEN)
-            painter.drawLine(QPointF(0, at.y()), QPointF(w, at.y()))
-            painter.drawLine(QPointF(at.x(), 0), QPointF(at.x(), h))
+            if self._cross_px is None:
+                at = self.view_to_viewport(self._cross[1], self._cross[0])
+                self._cross_px = (int(at.x()), int(at.y()))
+            x, y = self._cross_px
+            painter.fillRect(0, y, w, 1, CROSSHAIR_COLOUR)  # one-pixel rectangles: no line rasteriser
+            painter.fillRect(x, 0, 1, h, CROSSHAIR_COLOUR)
         if not any(self._texts.values()):
             painter.restore()
             return
+        if self._places is None or self._places[0] != (w, h):
+            self._places = ((w, h), self._text_places(painter, w, h, m))
+        places = self._places[1]
+        for key, text in self._texts.items():
+            if not text:
+                continue
+            font, font_key, colour, where, flags = places[key]
+            if key in SIDES:
+                painter.drawPixmap(where[0], where[1], self._letter_pixmap(text, font, font_key, colour, where[2]))
+                continue
+            # title and read-out: a dark shadow keeps them readable where a zoomed image lies under them
+            at, pixmap = self._text_pixmap(text, font, font_key, colour, where, flags, shadow=key != "message")
+            painter.drawPixmap(at, pixmap)
+        painter.restore()
+
+    def _text_places(self, painter, w: int, h: int, m: int) -> dict:
+        """Per text key, for a ``w`` x ``h`` viewport: ``(font, font key, colour, where, flags)``; ``where`` is
+        the box (a QRectF) of a caption, ``(x, y, QRectF)`` of a letter. Computed once per view size and
+        letter layout, not per paint (Qt's flag arithmetic in Python is not cheap)."""
         if self._fonts is None:  # one font per text style, and its key, made once (QFont.key() is not cheap)
             self._fonts = {}
             for name, (_colour, size, bold) in _TEXT_STYLE.items():
@@ -248,31 +285,27 @@ class SliceView(pg.GraphicsView):
                 font.setPixelSize(size)
                 font.setBold(bold)
                 self._fonts[name] = (font, font.key())
-        if self._letter_boxes is None:
-            self._letter_boxes = self.letter_rects()
-        for key, text in self._texts.items():
-            if not text:
-                continue
-            style = "side" if key in SIDES else key if key in _TEXT_STYLE else "info"
+        letters = self.letter_rects()
+        places = {}
+        for key in (*SIDES, *_TEXT_PLACE):
+            style = "side" if key in SIDES else key
             font, font_key = self._fonts[style]
             colour = _TEXT_STYLE[style][0]
             if key in SIDES:
-                rect = self._letter_boxes[key]
-                pixmap = self._letter_pixmap(text, font, font_key, colour, rect)
-                painter.drawPixmap(int(round(rect.left())), int(round(rect.top())), pixmap)
+                rect = letters[key]
+                places[key] = (font, font_key, colour, (int(round(rect.left())), int(round(rect.top())), rect), 0)
                 continue
             flags, box = _TEXT_PLACE[key](w, h, m)
             if key == "message":
                 flags |= Qt.TextFlag.TextWordWrap
-            # title and read-out: a dark shadow keeps them readable where a zoomed image lies under them
-            where, pixmap = self._text_pixmap(text, font, font_key, colour, QRectF(*box), flags,
-                                              shadow=key != "message")
-            painter.drawPixmap(where, pixmap)
-        painter.restore()
+            places[key] = (font, font_key, colour, QRectF(*box), int(flags))
+        return places
 
     def _layout_changed(self) -> None:
-        """The view moved, zoomed or resized: the letters' places are computed again at the next paint."""
-        self._letter_boxes = None
+        """The view moved, zoomed or resized: the letters' and the crosshair's places are computed again at
+        the next paint."""
+        self._places = None
+        self._cross_px = None
         self.viewport().update()
 
     _TEXTS: OrderedDict = OrderedDict()
@@ -412,7 +445,7 @@ class SliceView(pg.GraphicsView):
             painter.setOpacity(opacity)
             painter.drawImage(0, 0, pg.functions.ndarray_to_qimage(rgba, QImage.Format.Format_RGBA8888))
         painter.end()
-        self.image_item.setImage(shown, autoLevels=False)
+        self.image_item.show_composed(shown, target)
         self.image_item.setVisible(True)
 
     def shown_image(self) -> np.ndarray | None:
@@ -454,7 +487,7 @@ class SliceView(pg.GraphicsView):
         """Put the crosshair on the centre of display pixel ``(row, col)``."""
         cross = ((row + 0.5) * self.pixel_mm[0], (col + 0.5) * self.pixel_mm[1])
         if cross != self._cross:
-            self._cross = cross
+            self._cross, self._cross_px = cross, None
             self.viewport().update()
 
     def crosshair(self) -> tuple[float, float]:

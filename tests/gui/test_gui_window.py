@@ -208,7 +208,7 @@ def test_a_pane_paints_its_layers_blended_in_their_colours(analysed):
 def test_the_crosshair_is_painted_through_the_cursor_across_the_whole_pane(analysed):
     """Two lines in the crosshair's colour through the cursor's pixel centre, from edge to edge of the pane
     (also over the black outside the head), and nowhere else."""
-    from braingui.ui.slice_view import CROSSHAIR_PEN
+    from braingui.ui.slice_view import CROSSHAIR_COLOUR
 
     win = analysed
     view = win.panes.views["original"]
@@ -216,7 +216,7 @@ def test_the_crosshair_is_painted_through_the_cursor_across_the_whole_pane(analy
     ry, rx = view.pixel_mm
     at = view.view_to_viewport((col + 0.5) * rx, (row + 0.5) * ry)
     img = view.grab().toImage()
-    pen = CROSSHAIR_PEN.color()
+    pen = CROSSHAIR_COLOUR
     a = pen.alpha() / 255
     expect = np.array([pen.red(), pen.green(), pen.blue()]) * a  # over black
 
