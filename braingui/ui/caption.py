@@ -26,7 +26,7 @@ def prediction_text(result) -> str:
     code = result.predicted_class
     title = result.class_titles.get(code, code)
     p = result.probabilities.get(code)
-    return f"predicted {title} ({code})" + (f" {float(p):.0%}" if p is not None else "")
+    return f"predicted {title} ({code})" + (f" {float(p):.1%}" if p is not None else "")
 
 
 def caption_lines(case_id: str, result=None, view: dict | None = None, when: datetime | None = None,

@@ -277,7 +277,7 @@ class ResultsPanel(QWidget):
         pred = result.predicted_class
         if pred is not None:
             title = result.class_titles.get(pred, pred)
-            self.prediction.setText(f"{title.capitalize()} ({pred}) \u2014 {result.probabilities.get(pred, 0.0):.0%}")
+            self.prediction.setText(f"{title.capitalize()} ({pred}) \u2014 {result.probabilities.get(pred, 0.0):.1%}")
         else:
             self.prediction.setText("Segmentation only (no classifier)")
         synthetic = [m for m in result.models if m.task == "classification" and (m.model_card or {}).get("synthetic_training_data")]

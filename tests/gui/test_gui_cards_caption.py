@@ -95,7 +95,7 @@ def test_caption_lines_name_case_time_class_software_and_research_use(small_case
     view = {"plane": "axial", "slice": 12, "n_slices": 40, "modality": "flair"}
     first, second = caption_lines(case.case_id, result, view, when)
     assert first.startswith(f"Case {case.case_id}") and "2024-03-05 14:07 UTC+0100" in first
-    assert "predicted glioblastoma (G) 70%" in first and "axial slice 12/40, FLAIR" in first
+    assert "predicted glioblastoma (G) 70.0%" in first and "axial slice 12/40, FLAIR" in first
     assert f"braingui {__version__}" in second and second.endswith(RESEARCH_LINE)
     assert RESEARCH_LINE == "Research use only - not for clinical use"
     assert "demonstration" in second  # the stand-in result says its models are demo models

@@ -245,6 +245,8 @@ def test_results_panel_shows_prediction_volumes_and_demo_warning(analysed):
     win = analysed
     res = win.results
     assert "Glioblastoma" in res.prediction.text()
+    p = win.ctx.result.probabilities["G"]  # the heading says what the bar says (99.5 % is not "100 %")
+    assert res.prediction.text().endswith(f"{p:.1%}") and res.prob_bars["G"].format() == f"{p:.1%}"
     assert res.prob_bars["G"].value() == 700
     assert not res.demo_banner.isHidden()
     assert res.volume_labels[("WT", "model")].text() == f"{win.ctx.result.volumes_ml['WT']:.1f}"
