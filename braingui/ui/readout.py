@@ -38,3 +38,4 @@ class CursorReadout(QLineEdit):
         self.fields = self.ctx.describe_voxel(self.ctx.cursor if ijk is None else ijk)
         names = {"voxel": "voxel", "world": "world", "intensity": "", "label": "label", "heat": "Grad-CAM"}
         self.setText("   ".join(f"{names[k]} {v}".strip() for k, v in self.fields.items()))
+        self.setCursorPosition(0)  # a line too long for the window shows its start (the voxel), not its end

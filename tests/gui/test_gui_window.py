@@ -143,6 +143,7 @@ def test_click_moves_the_linked_crosshair_and_the_readout(analysed):
     value = win.ctx.case.images["flair"][expect]
     assert f"FLAIR {value:.4g}" in win.readout.text()
     assert "Grad-CAM" in win.readout.text() and "label" in win.readout.text()
+    assert win.readout.cursorPosition() == 0 and win.readout.isReadOnly()  # shows the start of a long line
 
 
 def test_linked_zoom(analysed):
