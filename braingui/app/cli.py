@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from braingui import __version__
+from braingui.cam_names import CAM_METHODS
 from braingui.discovery import MODALITIES
 from braingui.errors import BrainguiError
 from braingui.logs import log_traceback
@@ -24,8 +25,8 @@ TTA_CHOICES = (1, 2, 4, 8)
 """``--tta`` values: :data:`braingui.inference.tta.CHOICES` (not imported here: it would load numpy)."""
 TTA_DEFAULT_TEXT = "4"
 """The pipeline's default (:data:`braingui.inference.tta.DEFAULT_TTA`), for the help text."""
-CAM_METHOD_CHOICES = ("gradcam", "gradcam++", "hirescam", "hirescam-contrastive", "layercam")
-"""``--cam-method`` values: :data:`braingui.inference.cam_methods.METHODS` (not imported here: torch)."""
+CAM_METHOD_CHOICES = CAM_METHODS
+"""``--cam-method`` values (:mod:`braingui.cam_names`: no torch, no numpy)."""
 EXPLAIN_CHOICES = ("none", "quick", "full")
 """``--explain`` values: :data:`braingui.inference.explainer.LEVELS`."""
 

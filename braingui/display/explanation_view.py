@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from braingui import explanation as ex
-from braingui.display.report_model import CONTRASTIVE_METHODS, METHOD_HINTS, METHOD_TITLES, explanation_verdict
+from braingui.cam_names import CAM_METHODS, CONTRASTIVE_METHODS, METHOD_HINTS, METHOD_TITLES
+from braingui.display.report_model import explanation_verdict
 
-CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "hirescam", "hirescam-contrastive", "layercam")
-"""Heat-map methods (:data:`braingui.inference.cam_methods.METHODS`), in the order the window lists them."""
 DENSENET_LAYERS: tuple[str, ...] = ("features.denseblock1", "features.transition1", "features.denseblock2",
                                     "features.transition2", "features.denseblock3", "features.transition3",
                                     "features.denseblock4")

@@ -24,6 +24,7 @@ import numpy as np
 
 from braingui import __version__
 from braingui import labels as lab
+from braingui.cam_names import CONTRASTIVE_METHODS, METHOD_HINTS, METHOD_TITLES  # noqa: F401 - re-exported
 from braingui.discovery import MODALITY_TITLES
 from braingui.display import colormaps, planes
 from braingui.display.context import DisplayContext
@@ -35,22 +36,6 @@ PANES: tuple[tuple[str, str], ...] = (("segmentation", "Segmentation"), ("gradca
 MAX_LESION_ROWS = 8
 """Lesions listed in the report (results.json lists every one)."""
 FORMATS = {"ml": "{:.2f}", "p": "{:.3f}", "mm": "{:.1f}", "mm2": "{:.1f}", "ratio": "{:.2f}", "fraction": "{:.3f}"}
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
-                 "hirescam-contrastive": "Contrastive HiResCAM", "layercam": "LayerCAM"}
-"""Heat-map method names (:data:`braingui.inference.cam_methods.METHOD_TITLES`; the display may not import
-the inference stack, a test keeps the two equal)."""
-METHOD_HINTS = {
-    "gradcam": "Grad-CAM (through medcam, as in the paper): the layer's features weighted by the mean gradient "
-               "of the class's score",
-    "gradcam++": "Grad-CAM++ (through medcam): like Grad-CAM, with second-order weights for several separate foci",
-    "hirescam": "HiResCAM: the layer's features times the class score's gradient, voxel by voxel (no averaging)",
-    "hirescam-contrastive": "Contrastive HiResCAM: HiResCAM of the class's log-probability, the evidence for this "
-                            "class against the other classes; what raises every class alike cancels",
-    "layercam": "LayerCAM: the layer's features times the positive part of the gradient, voxel by voxel",
-}
-"""What each heat-map method shows, in a sentence (the window's tool tips)."""
-CONTRASTIVE_METHODS = ("hirescam-contrastive",)
-"""Methods whose map explains a class against the others (:data:`braingui.inference.cam_methods.CONTRASTIVE_METHODS`)."""
 NONE_TEXT = "\u2013"
 """What a missing or undefined number shows."""
 

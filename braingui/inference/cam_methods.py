@@ -62,20 +62,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from braingui.cam_names import CONTRASTIVE as _CONTRASTIVE
+from braingui.cam_names import CONTRASTIVE_METHODS, METHOD_TITLES  # noqa: F401 - re-exported
 from braingui.errors import BrainguiError
 from braingui.inference.manifest import CAM_METHODS, DEFAULT_CAM_LAYER, DEFAULT_CAM_METHOD
 
 METHODS = CAM_METHODS  # one list, torch-free, for the manifest check and the command line
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
-                 "hirescam-contrastive": "Contrastive HiResCAM", "layercam": "LayerCAM"}
 DEFAULT_METHOD = DEFAULT_CAM_METHOD
 DEFAULT_LAYER = DEFAULT_CAM_LAYER
 _MEDCAM_BACKENDS = {"gradcam": "gcam", "gradcam++": "gcampp"}
 TAIL_METHODS = ("gradcam", "hirescam", "hirescam-contrastive", "layercam")
 """Methods :func:`tail_cams` computes (Grad-CAM++ needs medcam's backend: the whole pass)."""
-_CONTRASTIVE = {"hirescam-contrastive": "hirescam"}
-"""Methods that explain the log-softmax, and the method whose formula they use on its gradient."""
-CONTRASTIVE_METHODS = tuple(_CONTRASTIVE)
 _DENSENET_LAYER = re.compile(r"^features\.(denseblock|transition)\d+$")
 
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from braingui import cam_names
 from braingui.discovery import MODALITIES
 from braingui.errors import BrainguiError
 from braingui.inference import limits
@@ -72,7 +73,7 @@ SEG_NETWORKS = networks_for("segmentation")
 CLS_NETWORKS = networks_for("classification")
 REGION_NAMES = ("TC", "WT", "ET")
 DEFAULT_CAM_LAYER = "features.denseblock1"
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "hirescam-contrastive", "layercam")
+CAM_METHODS = cam_names.CAM_METHODS
 """The map methods a manifest may name (:data:`braingui.inference.cam_methods.METHODS` is this tuple)."""
 DEFAULT_CAM_METHOD = "gradcam"
 DEFAULT_CLASS_TITLES = {"A": "astrocytoma", "O": "oligodendroglioma", "G": "glioblastoma"}
