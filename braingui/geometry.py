@@ -21,6 +21,32 @@ import numpy as np
 
 Shape3 = tuple[int, int, int]
 
+COPY_TILE = (64, 8)
+"""Tile (along the first two of the last three axes) of :func:`c_order_copy`: the whole last axis, 64 x 8 of
+the other two (fastest of the sizes tried for a 240x240x155 Fortran-ordered int16 volume seen in RAS order)."""
+
+
+def c_order_copy(array: np.ndarray, dtype=None) -> np.ndarray:
+    """A C-ordered copy of ``array`` (any strides: a view with flips and transposes) as ``dtype`` (default its
+    own; values converted as ``np.copyto(..., casting="unsafe")``).
+
+    A NIfTI file's voxels are in Fortran order, so seeing them in canonical C order is a 3D transpose; numpy
+    makes it in one pass that walks the source across memory (47 ms for a 240x240x155 int16 volume to float32
+    here). Copied tile by tile, each tile's source and destination stay in the cache: 15 ms, the same values.
+    """
+    out = np.empty(array.shape, dtype=array.dtype if dtype is None else np.dtype(dtype))
+    if array.ndim < 3 or array.flags.c_contiguous or array.size == 0:
+        np.copyto(out, array, casting="unsafe")
+        return out
+    bx, by = COPY_TILE
+    nx, ny = array.shape[-3:-1]
+    for lead in np.ndindex(array.shape[:-3]):
+        for x0 in range(0, nx, bx):
+            for y0 in range(0, ny, by):
+                tile = (*lead, slice(x0, x0 + bx), slice(y0, y0 + by))
+                np.copyto(out[tile], array[tile], casting="unsafe")
+    return out
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -72,14 +98,14 @@ class Grid:
 
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         """Reorder an array in the files' voxel order (last 3 axes) into canonical order (a copy)."""
-        return np.array(self.canonical_view(array), order="C")  # always a copy
+        return c_order_copy(self.canonical_view(array))  # always a copy
 
     def to_original(self, array: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`to_canonical`: canonical order -> the files' voxel order (a copy)."""
         inverse = _ornt_relative(self.ornt)
         lead = array.ndim - 3
         ornt = np.vstack([[[i, 1] for i in range(lead)], inverse + [lead, 0]]) if lead else inverse
-        return np.array(nib.orientations.apply_orientation(array, ornt), order="C")  # always a copy
+        return c_order_copy(nib.orientations.apply_orientation(array, ornt))  # always a copy
 
     def world_to_voxel(self, xyz: np.ndarray) -> np.ndarray:
         """World (mm) -> canonical voxel coordinates (floats)."""

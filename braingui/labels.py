@@ -116,9 +116,18 @@ def detect_convention(values: set[int], hint: str | None = None, counts: dict[in
     return BRATS, None
 
 
+FEW_VALUES = 16
+"""Up to this many distinct values (or this value range) a label map is counted and mapped value by value."""
+
+
 def value_counts(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values of an integer label map and their voxel counts (``np.unique`` semantics)."""
     lo, hi = int(raw.min(initial=0)), int(raw.max(initial=0))
+    if hi - lo < FEW_VALUES:  # a label map's few values: one comparison each is ~7x faster than bincount's
+        candidates = np.arange(lo, hi + 1)  # cast of the whole map to intp (45 ms for 240x240x155 int16 here)
+        counts = np.array([np.count_nonzero(raw == v) for v in candidates.tolist()], dtype=np.int64)
+        found = counts > 0
+        return candidates[found].astype(raw.dtype if raw.dtype.kind in "iu" else np.int64), counts[found]
     if lo >= 0 and hi < 1 << 16:
         counts = np.bincount(raw.ravel(), minlength=hi + 1)
         values = np.flatnonzero(counts)
@@ -146,6 +155,12 @@ def to_internal(raw: np.ndarray, convention: str, values: np.ndarray | None = No
     for value, name in table.items():
         lut[value] = _INTERNAL[name]
     unknown = [int(v) for v in values if v != 0 and (v < 0 or int(v) not in table)]
+    if len(values) <= FEW_VALUES:  # one masked fill per known value (about 3x faster than indexing the table)
+        out = np.zeros(raw.shape, dtype=np.uint8)
+        for v in values.tolist():
+            if 0 <= v <= lut_max and lut[v]:
+                np.copyto(out, lut[v], where=raw == v)
+        return out, unknown
     if raw.dtype.kind == "u" and raw.dtype.itemsize <= 2:  # every value indexes the table: no range mask
         return lut[raw], unknown
     safe = np.where((raw >= 0) & (raw <= lut_max), raw, 0).astype(np.intp)

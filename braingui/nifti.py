@@ -33,6 +33,7 @@ from braingui import gzip_io
 from braingui.atomic import write_atomic
 from braingui.errors import CaseError
 from braingui.formats import format_title, image_extension, is_itk, refusal, unreadable_format
+from braingui.geometry import c_order_copy
 
 MAX_BYTES = 2 * 1024**3
 """Largest float32 volume (bytes) accepted; a header claiming more is refused before reading."""
@@ -397,18 +398,16 @@ def read_array_viewed(img: nib.Nifti1Image, path: str | os.PathLike, view) -> np
     one C-ordered float32 array.
 
     Integer data without scaling of up to 16 bits (most scanners' and BraTS files) is converted and reordered
-    in one pass from the file's own integers, instead of a float32 copy in file order and a second, reordered
-    one; the values are the same (such integers are exact in float32). Anything else goes the general way.
+    in one tiled pass from the file's own integers (:func:`braingui.geometry.c_order_copy`), instead of a float32
+    copy in file order and a second, reordered one; the values are the same (such integers are exact in
+    float32). Anything else goes the general way.
 
     Raises:
         CaseError: as :func:`read_array`.
     """
     if stored_integers(img) and img.get_data_dtype().itemsize <= 2:
-        seen = view(read_stored(img, path).reshape(img.shape[:3]))
-        out = np.empty(seen.shape, dtype=np.float32)
-        np.copyto(out, seen, casting="unsafe")
-        return out
-    return np.array(view(read_array(img, path).reshape(img.shape[:3])), order="C")
+        return c_order_copy(view(read_stored(img, path).reshape(img.shape[:3])), np.float32)
+    return c_order_copy(view(read_array(img, path).reshape(img.shape[:3])))
 
 
 def save_atomic(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:

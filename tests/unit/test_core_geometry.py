@@ -250,3 +250,34 @@ def test_gridmap_inverse_is_exact_without_resampling():
     inside[0:6, 1:7, 3:8] = True
     np.testing.assert_array_equal(back[inside], vol[inside])
     assert not back[~inside].any()
+
+
+@pytest.mark.parametrize("view", [
+    lambda a: a[::-1, ::-1, :],                 # LPS Fortran file seen in RAS (BraTS)
+    lambda a: a.transpose(2, 0, 1)[:, ::-1],    # an oblique-ish axis swap
+    lambda a: a,                                # already C-ordered
+    lambda a: a[:, :, ::-1][1:, 3:],            # cropped, odd sizes
+])
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.float32, bool])
+def test_c_order_copy_equals_numpy_copy_of_any_view(view, dtype):
+    """The tiled copy (several tiles on each axis: 150 > 64, 37 > 8) gives numpy's values, C-ordered, a copy."""
+    from braingui.geometry import c_order_copy
+
+    rng = np.random.default_rng(3)
+    base = np.asfortranarray((rng.random((150, 37, 11)) * 3000).astype(dtype))
+    seen = view(base)
+    for target in (None, np.float32):
+        out = c_order_copy(seen, target)
+        expected = np.array(seen, dtype=target, order="C")
+        assert out.flags.c_contiguous and out.dtype == expected.dtype
+        assert np.array_equal(out, expected)
+        assert not np.shares_memory(out, base)
+
+
+def test_c_order_copy_of_leading_axes_and_empty_arrays():
+    from braingui.geometry import c_order_copy
+
+    four = np.asfortranarray(np.arange(3 * 70 * 9 * 5, dtype=np.int32).reshape(3, 70, 9, 5))[:, ::-1, :, ::-1]
+    assert np.array_equal(c_order_copy(four, np.float32), np.array(four, dtype=np.float32, order="C"))
+    empty = np.zeros((0, 4, 5), dtype=np.int16).T
+    assert c_order_copy(empty).shape == (5, 4, 0)
