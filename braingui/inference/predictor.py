@@ -363,9 +363,10 @@ class Predictor:
         A classifier runs one forward + backward of its map method at the manifest's input shape (every
         case is resized to it): the first pass at a shape sets up oneDNN's kernels for each of its
         convolutions (about a second of CPU for DenseNet169 here) and imports what the first backward
-        needs (medcam, sympy through ``torch.autograd``). A segmentation model (whose input size varies
-        with the case) runs one forward through its backend on a ``(C, m, m, m)`` input, ``m`` twice its
-        size multiple. Done once per model; failures are left to the real pass to report.
+        needs (medcam, sympy through ``torch.autograd``); then the quick explanation's batched forward of
+        ``1 + C`` inputs (a batch size has kernels of its own). A segmentation model (whose input size
+        varies with the case) runs one forward through its backend at :func:`warm_shape`, the size of a
+        typical case. Done once per model; failures are left to the real pass to report.
         """
         with self._lock:
             if id(model) in self._warm:
@@ -373,14 +374,39 @@ class Predictor:
             self._warm.add(id(model))
         try:
             if isinstance(model, SegmentationModel):
-                m = _size_multiple(model) * 2
-                model.probabilities(np.zeros((len(model.spec.channels), m, m, m), np.float32))
+                model.probabilities(np.zeros((len(model.spec.channels),) + warm_shape(model), np.float32))
             elif isinstance(model, ClassificationModel):
+                from braingui.inference.faithfulness import classify
+
                 rng = np.random.default_rng(0)
                 shape = (len(model.spec.channels),) + tuple(model.spec.shape)
-                model.explain(rng.standard_normal(shape).astype(np.float32), on_input_grid=False)
+                x = rng.standard_normal(shape).astype(np.float32)
+                model.explain(x, on_input_grid=False)
+                n = 1 + len(model.spec.channels)  # the quick explanation's one batched forward (its own kernels)
+                classify(model.network, model.tensor(x).expand(n, *shape).contiguous())
         except Exception:  # noqa: BLE001 - a warm-up never fails a run; the real pass reports problems
-            pass
+            with self._lock:  # a cancelled or failed warm-up may be tried again
+                self._warm.discard(id(model))
+
+
+TYPICAL_BRAIN_MM = (140.0, 172.0, 140.0)
+"""Bounding box (mm, R-L x A-P x I-S) of an adult brain, of which :func:`warm_shape` makes a network input."""
+
+
+def warm_shape(model: SegmentationModel) -> tuple[int, int, int]:
+    """Spatial shape of the segmentation warm-up input: what a typical case gives the network (a 1 mm brain of
+    :data:`TYPICAL_BRAIN_MM` at the manifest's zoom, rounded up to its size multiple; the sliding window when it
+    has one, or the fixed crop). The first pass at full size sets up the backend's buffers (OpenVINO: 0.57 s
+    against 0.28-0.33 s for every later pass at this or another similar shape; after a warm-up on a tiny input
+    the first real pass still paid it)."""
+    spec, multiple = model.spec, _size_multiple(model)
+    if isinstance(spec.crop, tuple):
+        size = tuple(int(c) for c in spec.crop)  # a fixed crop is the network grid's size
+    else:
+        size = tuple(int(np.ceil(mm * spec.zoom)) for mm in TYPICAL_BRAIN_MM)
+    if spec.roi_size is not None:
+        size = tuple(min(s, r) for s, r in zip(size, spec.roi_size))
+    return tuple(max(multiple, -(-s // multiple) * multiple) for s in size)
 
 
 def _size_multiple(model: SegmentationModel) -> int:

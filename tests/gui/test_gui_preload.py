@@ -30,16 +30,27 @@ def _run(factory):
             return stop.value, events
 
 
-def test_preload_loads_and_warms_the_models_the_analysis_then_uses(tmp_path, fresh_jobs):
+def test_preload_loads_and_warms_the_models_the_analysis_then_uses(tmp_path, fresh_jobs, monkeypatch):
+    import braingui.inference.pipeline as pipeline
+
     models = make_models_dir(tmp_path / "models")
     options = {"models_dir": str(models), "device": "cpu"}
+    shapes, real = [], pipeline.analyse
+
+    def analyse(case, *args, **kwargs):
+        shapes.append((case.case_id, case.grid.shape))
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "analyse", analyse)
     thread = jobs.start_preload(options)
     assert thread is not None and jobs.start_preload(options) is None  # once per models folder and device
     assert jobs.wait_for_preload(120)
     predictor = jobs._predictor("cpu")
     seg, cls = (read_bundle(models / name) for name in ("tiny-segresnet", "tiny-densenet"))
     assert predictor.is_loaded(seg) and predictor.is_loaded(cls)
-    assert jobs.PRELOAD_STATUS == {(str(models), "cpu"): "warmed"}  # the warm-up analysis ran to its end
+    assert jobs.PRELOAD_STATUS == {(str(models), "cpu"): "warmed"}  # the warm-up analyses ran to their end
+    # the small phantom first (the classifier's kernels soonest), then one the size of a BraTS case (memory)
+    assert shapes == [("SYNTHETIC_warm_up", jobs.WARM_CASE_SHAPE), ("SYNTHETIC_warm_up", (240, 240, 155))]
     result, events = _run(jobs.analysis_job(load_case(write_tiny_case(tmp_path / "case")), options))
     loads = [e.message for e in events if e.stage == "load models" and e.message.startswith("tiny-")]
     assert loads == ["tiny-segresnet (cached)", "tiny-densenet (cached)"]
