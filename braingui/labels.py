@@ -158,7 +158,7 @@ def to_internal(raw: np.ndarray, convention: str, values: np.ndarray | None = No
     if len(values) <= FEW_VALUES:  # one masked fill per known value (about 3x faster than indexing the table)
         out = np.zeros(raw.shape, dtype=np.uint8)
         for v in values.tolist():
-            if 0 <= v <= lut_max and lut[v]:
+            if v >= 0 and lut[v]:  # lut covers every value (lut_max >= max(values))
                 np.copyto(out, lut[v], where=raw == v)
         return out, unknown
     if raw.dtype.kind == "u" and raw.dtype.itemsize <= 2:  # every value indexes the table: no range mask

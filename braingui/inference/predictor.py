@@ -30,6 +30,7 @@ import torch
 
 from braingui.errors import BrainguiError
 from braingui.inference.bundle import load_network
+from braingui.inference.limits import segmentation_input
 from braingui.inference.manifest import Bundle, ClassificationSpec, SegmentationSpec
 from braingui.preprocess import ClassificationPrep, SegmentationPrep
 from braingui.results import ModelInfo
@@ -389,24 +390,21 @@ class Predictor:
                 self._warm.discard(id(model))
 
 
-TYPICAL_BRAIN_MM = (140.0, 172.0, 140.0)
-"""Bounding box (mm, R-L x A-P x I-S) of an adult brain, of which :func:`warm_shape` makes a network input."""
+TYPICAL_BRAIN_MM = (140, 172, 140)
+"""Bounding box (mm, R-L x A-P x I-S) of an adult brain: the case grid (1 mm) :func:`warm_shape` starts from."""
 
 
 def warm_shape(model: SegmentationModel) -> tuple[int, int, int]:
-    """Spatial shape of the segmentation warm-up input: what a typical case gives the network (a 1 mm brain of
-    :data:`TYPICAL_BRAIN_MM` at the manifest's zoom, rounded up to its size multiple; the sliding window when it
-    has one, or the fixed crop). The first pass at full size sets up the backend's buffers (OpenVINO: 0.57 s
-    against 0.28-0.33 s for every later pass at this or another similar shape; after a warm-up on a tiny input
-    the first real pass still paid it)."""
-    spec, multiple = model.spec, _size_multiple(model)
-    if isinstance(spec.crop, tuple):
-        size = tuple(int(c) for c in spec.crop)  # a fixed crop is the network grid's size
-    else:
-        size = tuple(int(np.ceil(mm * spec.zoom)) for mm in TYPICAL_BRAIN_MM)
-    if spec.roi_size is not None:
+    """Spatial shape of the segmentation warm-up input: what a typical case gives the network (the network grid
+    of a 1 mm brain of :data:`TYPICAL_BRAIN_MM`, :func:`braingui.inference.limits.segmentation_input`; the
+    sliding window when it has one). A full-size first pass sets up the backend's buffers for the sizes real
+    cases have (OpenVINO: its first pass at 72x88x72 took 0.32-0.57 s here, later ones 0.28-0.33 s at this or
+    another similar shape)."""
+    spec = model.spec
+    size = segmentation_input(spec.crop, spec.zoom, _size_multiple(model), TYPICAL_BRAIN_MM)
+    if spec.roi_size is not None:  # a multiple of the size multiple (the manifest checks it)
         size = tuple(min(s, r) for s, r in zip(size, spec.roi_size))
-    return tuple(max(multiple, -(-s // multiple) * multiple) for s in size)
+    return size
 
 
 def _size_multiple(model: SegmentationModel) -> int:

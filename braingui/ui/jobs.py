@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from braingui.discovery import MODALITIES
 from braingui.errors import BrainguiError
+from braingui.inference.limits import REFERENCE_CASE  # torch-free
 from braingui.results import ProgressEvent
 
 _PREDICTORS: dict[str, Any] = {}
@@ -154,7 +155,7 @@ PRELOAD_STATUS: dict[tuple, str] = {}
 WARM_CASE_SHAPE = (64, 64, 48)
 WARM_CASE_SPACING = (3.0, 3.0, 3.0)
 """The first warm-up phantom: small, so only the classifier (always at its manifest's shape) costs much."""
-FULL_WARM_CASE_SHAPE = (240, 240, 155)
+FULL_WARM_CASE_SHAPE = REFERENCE_CASE
 FULL_WARM_CASE_SPACING = (1.0, 1.0, 1.0)
 """The second warm-up phantom, the size of a BraTS case: its analysis has the process allocate and touch the
 memory a real case's analysis uses (on this project's VM the first touch of memory is slow: the first real
